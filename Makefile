@@ -1,0 +1,26 @@
+# The two commands a new user needs are ./start_server.sh and `make test`.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-dev
+# The suite needs a PostgreSQL it may create throwaway databases in.
+TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+export TEST_DATABASE_URL
+
+.PHONY: test lint install-dev clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install-dev: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) lint
+	$(PYTHON) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Training and the model bundle format shared with the service."""

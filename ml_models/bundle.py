@@ -1,0 +1,486 @@
+"""The model bundle format, shared by training and serving.
+
+A bundle is one directory, ``MODEL_DIR/<name>/<version>/``, holding:
+
+- ``model.pkl``: the fitted estimator (pickle protocol 5);
+- ``reference.npz``: training features for drift tests and the
+  leave-one-out neighbour-distance distribution for out-of-distribution
+  scores (NumPy arrays only, loaded with ``allow_pickle=False``);
+- ``cv_plot.png``: cross-validation error against n_neighbors;
+- ``model_info.yaml``: what produced the model, its metrics, its feature
+  schema, golden predictions, and the md5, sha256 and size of every file
+  above;
+- ``model_info.yaml.sig``: an Ed25519 signature over the exact bytes of
+  ``model_info.yaml`` (absent when the bundle is unsigned).
+
+Because the info file carries every other file's hashes, one signature over
+it vouches for the whole bundle. Verification runs in this order and stops at
+the first failure: info file present and parseable, signature (when a verify
+key is configured), name and version match the directory, every file's size,
+md5 and sha256, the scikit-learn version. Only then is ``model.pkl``
+unpickled, and the golden predictions must come out again.
+
+The active version of a model is named in ``MODEL_DIR/<name>/ACTIVE``,
+replaced atomically.
+
+This module must not import Flask: training imports it too.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import os
+import pickle
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+MODEL_FILE = "model.pkl"
+REFERENCE_FILE = "reference.npz"
+PLOT_FILE = "cv_plot.png"
+INFO_FILE = "model_info.yaml"
+SIGNATURE_FILE = INFO_FILE + ".sig"
+ACTIVE_FILE = "ACTIVE"
+PICKLE_PROTOCOL = 5
+FORMAT_VERSION = 1
+
+# Versions are directory names: a UTC timestamp, optionally with a suffix.
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_PATTERN = VERSION_PATTERN
+
+GOLDEN_RTOL = 1e-9
+GOLDEN_ATOL = 1e-9
+
+
+class Verdict(enum.StrEnum):
+    """Outcome of verifying a bundle; ``OK`` is the only one that may be loaded."""
+
+    OK = "ok"
+    MISSING_FILE = "missing_file"
+    INVALID_INFO = "invalid_info"
+    UNSIGNED = "unsigned"
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_LOCATION = "wrong_location"
+    CORRUPTED_FILE = "corrupted_file"
+    VERSION_MISMATCH = "version_mismatch"
+    GOLDEN_MISMATCH = "golden_mismatch"
+
+
+class BundleError(Exception):
+    """A bundle that must not be served, with the verdict that says why."""
+
+    def __init__(self, verdict: Verdict, detail: str):
+        super().__init__(f"{verdict.value}: {detail}")
+        self.verdict = verdict
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The result of ``verify``: the verdict, why, and whether it was signed."""
+
+    verdict: Verdict
+    detail: str
+    signed: bool = False
+    info: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.OK
+
+
+# --- hashing and atomic files -------------------------------------------------
+
+
+def file_digests(path: Path) -> dict[str, Any]:
+    """md5, sha256 and size of a file, read once."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    sha256 = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            md5.update(chunk)
+            sha256.update(chunk)
+            size += len(chunk)
+    return {"md5": md5.hexdigest(), "sha256": sha256.hexdigest(), "size": size}
+
+
+def sha256_of(path: Path) -> str:
+    return file_digests(path)["sha256"]
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader sees the old or the new file, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+# --- keys and signatures -------------------------------------------------------
+
+
+def generate_key_pair(private_path: Path, public_path: Path) -> None:
+    """Write a new Ed25519 key pair as PEM files; the private one is mode 0600."""
+    key = Ed25519PrivateKey.generate()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    public_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private_pem)
+    public_path.write_bytes(public_pem)
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 private key")
+    return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(Path(path).read_bytes())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"{path} is not an Ed25519 public key")
+    return key
+
+
+def sign_bytes(key: Ed25519PrivateKey, data: bytes) -> bytes:
+    """The detached signature as it is stored: base64 text and a newline."""
+    return base64.b64encode(key.sign(data)) + b"\n"
+
+
+def check_signature(key: Ed25519PublicKey, data: bytes, stored: bytes) -> bool:
+    try:
+        key.verify(base64.b64decode(stored.strip(), validate=True), data)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# --- the store -----------------------------------------------------------------
+
+
+def model_root(model_dir: Path, name: str) -> Path:
+    if not NAME_PATTERN.match(name):
+        raise ValueError(f"invalid model name {name!r}")
+    return Path(model_dir) / name
+
+
+def version_path(model_dir: Path, name: str, version: str) -> Path:
+    if not VERSION_PATTERN.match(version):
+        raise ValueError(f"invalid version {version!r}")
+    return model_root(model_dir, name) / version
+
+
+def list_models(model_dir: Path) -> list[str]:
+    """Names of the models in the store: directories holding at least one version."""
+    root = Path(model_dir)
+    if not root.is_dir():
+        return []
+    return sorted(
+        entry.name
+        for entry in root.iterdir()
+        if entry.is_dir() and NAME_PATTERN.match(entry.name) and list_versions(root, entry.name)
+    )
+
+
+def list_versions(model_dir: Path, name: str) -> list[str]:
+    """Version directories of a model, oldest first (versions sort by time)."""
+    root = model_root(model_dir, name)
+    if not root.is_dir():
+        return []
+    return sorted(
+        entry.name
+        for entry in root.iterdir()
+        if entry.is_dir() and VERSION_PATTERN.match(entry.name) and not entry.name.startswith(".")
+    )
+
+
+def read_active(model_dir: Path, name: str) -> str | None:
+    """The active version named in the store, or None when none is set."""
+    try:
+        text = (model_root(model_dir, name) / ACTIVE_FILE).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    version = text.strip()
+    return version if VERSION_PATTERN.match(version) else None
+
+
+def write_active(model_dir: Path, name: str, version: str) -> None:
+    """Point the store at ``version``, atomically; every reader sees old or new."""
+    if not version_path(model_dir, name, version).is_dir():
+        raise FileNotFoundError(f"no version {version} of {name} in {model_dir}")
+    write_file_atomic(model_root(model_dir, name) / ACTIVE_FILE, f"{version}\n".encode())
+
+
+def active_stamp(model_dir: Path, name: str) -> tuple[int, int] | None:
+    """A cheap fingerprint of the ACTIVE pointer (inode, mtime): it changes on every write."""
+    try:
+        st = os.stat(model_root(model_dir, name) / ACTIVE_FILE)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
+
+
+# --- writing -------------------------------------------------------------------
+
+
+def dump_info(info: dict[str, Any]) -> bytes:
+    return yaml.safe_dump(info, sort_keys=False, allow_unicode=True).encode("utf-8")
+
+
+def write_bundle(
+    model_dir: Path,
+    name: str,
+    version: str,
+    model: Any,
+    info: dict[str, Any],
+    reference: dict[str, np.ndarray],
+    plot_png: bytes,
+    signing_key: Ed25519PrivateKey | None = None,
+) -> Path:
+    """Write a complete bundle and return its directory.
+
+    Everything is written into a hidden temporary directory beside the target,
+    fsync'ed, and renamed into place: the version directory appears complete
+    or not at all.
+    """
+    root = model_root(model_dir, name)
+    target = version_path(model_dir, name, version)
+    root.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=f".{version}."))
+    try:
+        with open(staging / MODEL_FILE, "wb") as handle:
+            pickle.dump(model, handle, protocol=PICKLE_PROTOCOL)
+        with open(staging / REFERENCE_FILE, "wb") as handle:
+            np.savez(handle, **reference)
+        (staging / PLOT_FILE).write_bytes(plot_png)
+        info = dict(info, name=name, version=version, format=FORMAT_VERSION)
+        info["files"] = {
+            filename: file_digests(staging / filename)
+            for filename in (MODEL_FILE, REFERENCE_FILE, PLOT_FILE)
+        }
+        info_bytes = dump_info(info)
+        (staging / INFO_FILE).write_bytes(info_bytes)
+        if signing_key is not None:
+            (staging / SIGNATURE_FILE).write_bytes(sign_bytes(signing_key, info_bytes))
+        for entry in staging.iterdir():
+            with open(entry, "rb") as handle:
+                os.fsync(handle.fileno())
+        # mkdtemp makes the directory private; a bundle is readable like any model file.
+        os.chmod(staging, 0o755)  # noqa: S103
+        fsync_dir(staging)
+        os.rename(staging, target)
+        fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+# --- reading and verifying -----------------------------------------------------
+
+
+def verify(
+    path: Path,
+    verify_key: Ed25519PublicKey | None = None,
+    sklearn_version: str | None = None,
+) -> Verification:
+    """Check a bundle without unpickling anything.
+
+    With ``verify_key`` the signature is required and must be by that key.
+    ``sklearn_version`` defaults to the installed scikit-learn.
+    """
+    path = Path(path)
+    info_path = path / INFO_FILE
+    if not info_path.is_file():
+        return Verification(Verdict.MISSING_FILE, f"{INFO_FILE} is missing")
+    info_bytes = info_path.read_bytes()
+
+    signed = (path / SIGNATURE_FILE).is_file()
+    if verify_key is not None:
+        if not signed:
+            return Verification(Verdict.UNSIGNED, f"{SIGNATURE_FILE} is missing")
+        if not check_signature(verify_key, info_bytes, (path / SIGNATURE_FILE).read_bytes()):
+            return Verification(
+                Verdict.BAD_SIGNATURE,
+                f"the signature over {INFO_FILE} does not verify with the configured key",
+                signed=True,
+            )
+
+    try:
+        info = yaml.safe_load(info_bytes)
+    except yaml.YAMLError as exc:
+        return Verification(Verdict.INVALID_INFO, f"{INFO_FILE} is not valid YAML: {exc}", signed)
+    problem = _info_problem(info)
+    if problem:
+        return Verification(Verdict.INVALID_INFO, problem, signed)
+
+    if info["version"] != path.name or info["name"] != path.parent.name:
+        return Verification(
+            Verdict.WRONG_LOCATION,
+            f"the bundle says it is {info['name']}/{info['version']} "
+            f"but lies in {path.parent.name}/{path.name}",
+            signed,
+        )
+
+    for filename, expected in info["files"].items():
+        file_path = path / filename
+        if "/" in filename or filename.startswith("."):
+            return Verification(Verdict.INVALID_INFO, f"bad file name {filename!r}", signed)
+        if not file_path.is_file():
+            return Verification(Verdict.MISSING_FILE, f"{filename} is missing", signed)
+        actual = file_digests(file_path)
+        for key in ("size", "md5", "sha256"):
+            if actual[key] != expected.get(key):
+                return Verification(
+                    Verdict.CORRUPTED_FILE,
+                    f"{filename}: {key} is {actual[key]}, the info file says {expected.get(key)}",
+                    signed,
+                )
+
+    if sklearn_version is None:
+        import sklearn
+
+        sklearn_version = sklearn.__version__
+    trained_with = info.get("versions", {}).get("scikit-learn")
+    if trained_with != sklearn_version:
+        return Verification(
+            Verdict.VERSION_MISMATCH,
+            f"trained with scikit-learn {trained_with}, this process has {sklearn_version}",
+            signed,
+        )
+    return Verification(Verdict.OK, "verified" if signed and verify_key else "hashes match", signed, info)
+
+
+def _info_problem(info: Any) -> str | None:
+    if not isinstance(info, dict):
+        return f"{INFO_FILE} is not a mapping"
+    for key in ("name", "version", "files", "features", "golden", "task"):
+        if key not in info:
+            return f"{INFO_FILE} has no {key!r}"
+    if not isinstance(info["files"], dict) or MODEL_FILE not in info["files"]:
+        return f"{INFO_FILE} lists no {MODEL_FILE}"
+    if not all(isinstance(v, dict) for v in info["files"].values()):
+        return f"{INFO_FILE} has a malformed files entry"
+    return None
+
+
+@dataclass
+class LoadedBundle:
+    """A verified, unpickled bundle."""
+
+    path: Path
+    info: dict[str, Any]
+    model: Any
+    reference: dict[str, np.ndarray]
+    verification: Verification
+
+    @property
+    def name(self) -> str:
+        return self.info["name"]
+
+    @property
+    def version(self) -> str:
+        return self.info["version"]
+
+    @property
+    def sha256(self) -> str:
+        return self.info["files"][MODEL_FILE]["sha256"]
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [feature["name"] for feature in self.info["features"]]
+
+
+def load(path: Path, verify_key: Ed25519PublicKey | None = None) -> LoadedBundle:
+    """Verify, then unpickle, then check the golden predictions.
+
+    Raises BundleError with the verdict when any step fails; nothing is
+    unpickled unless verification passed.
+    """
+    path = Path(path)
+    verification = verify(path, verify_key)
+    if not verification.ok:
+        raise BundleError(verification.verdict, verification.detail)
+    info = verification.info
+    with open(path / MODEL_FILE, "rb") as handle:
+        model = pickle.load(handle)  # noqa: S301 - verified above
+    reference = {}
+    if REFERENCE_FILE in info["files"]:
+        with np.load(path / REFERENCE_FILE, allow_pickle=False) as arrays:
+            reference = {key: arrays[key] for key in arrays.files}
+    check_golden(model, info)
+    return LoadedBundle(path, info, model, reference, verification)
+
+
+def read_info(path: Path) -> dict[str, Any]:
+    """The info file of a bundle, unverified: for display, never for trust decisions."""
+    return yaml.safe_load((Path(path) / INFO_FILE).read_bytes())
+
+
+def golden_matrix(info: dict[str, Any]) -> np.ndarray:
+    names = [feature["name"] for feature in info["features"]]
+    return np.array([[row["input"][n] for n in names] for row in info["golden"]], dtype=float)
+
+
+def check_golden(model: Any, info: dict[str, Any]) -> None:
+    """The model must reproduce the predictions stored when it was trained."""
+    if not info["golden"]:
+        raise BundleError(Verdict.GOLDEN_MISMATCH, "the info file holds no golden rows")
+    expected = [row["prediction"] for row in info["golden"]]
+    try:
+        actual = model.predict(golden_matrix(info)).tolist()
+    except Exception as exc:  # a model that cannot predict its own golden rows
+        raise BundleError(Verdict.GOLDEN_MISMATCH, f"predict failed: {exc}") from exc
+    for index, (want, got) in enumerate(zip(expected, actual, strict=True)):
+        if isinstance(want, (int, float)) and not isinstance(want, bool):
+            same = bool(np.isclose(got, want, rtol=GOLDEN_RTOL, atol=GOLDEN_ATOL))
+        else:
+            same = got == want
+        if not same:
+            raise BundleError(
+                Verdict.GOLDEN_MISMATCH,
+                f"golden row {index}: predicted {got!r}, the info file says {want!r}",
+            )

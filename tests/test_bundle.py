@@ -1,0 +1,155 @@
+"""Bundle verification: every tampering is caught before anything is unpickled."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ml_models import bundle
+
+
+def public(keys, label="trusted"):
+    return bundle.load_public_key(keys[f"{label}_public"])
+
+
+def rewrite_info(path: Path, change, signing_key: Path | None = None) -> None:
+    """Edit model_info.yaml; re-sign it with ``signing_key`` when given (an insider's edit)."""
+    info = yaml.safe_load((path / bundle.INFO_FILE).read_bytes())
+    change(info)
+    data = bundle.dump_info(info)
+    (path / bundle.INFO_FILE).write_bytes(data)
+    if signing_key is not None:
+        (path / bundle.SIGNATURE_FILE).write_bytes(bundle.sign_bytes(bundle.load_private_key(signing_key), data))
+
+
+def recompute_hashes(path: Path, filename: str):
+    def change(info):
+        info["files"][filename] = bundle.file_digests(path / filename)
+
+    return change
+
+
+def test_untouched_bundle_verifies(bundle_dir, keys):
+    assert bundle.verify(bundle_dir, public(keys)).verdict is bundle.Verdict.OK
+    assert bundle.verify(bundle_dir).verdict is bundle.Verdict.OK
+
+
+def test_flipped_byte_with_recomputed_hashes_breaks_the_signature(bundle_dir, keys):
+    model = bytearray((bundle_dir / bundle.MODEL_FILE).read_bytes())
+    model[len(model) // 2] ^= 0x01
+    (bundle_dir / bundle.MODEL_FILE).write_bytes(bytes(model))
+    rewrite_info(bundle_dir, recompute_hashes(bundle_dir, bundle.MODEL_FILE))
+    assert bundle.verify(bundle_dir, public(keys)).verdict is bundle.Verdict.BAD_SIGNATURE
+
+
+def test_flipped_byte_alone_is_a_corrupted_file_even_without_a_key(bundle_dir):
+    model = bytearray((bundle_dir / bundle.MODEL_FILE).read_bytes())
+    model[100] ^= 0xFF
+    (bundle_dir / bundle.MODEL_FILE).write_bytes(bytes(model))
+    verification = bundle.verify(bundle_dir)
+    assert verification.verdict is bundle.Verdict.CORRUPTED_FILE
+    assert "model.pkl" in verification.detail
+
+
+def test_edited_metric_breaks_the_signature(bundle_dir, keys):
+    def better_r2(info):
+        info["metrics"]["holdout"]["r2"] = 0.999
+
+    rewrite_info(bundle_dir, better_r2)
+    assert bundle.verify(bundle_dir, public(keys)).verdict is bundle.Verdict.BAD_SIGNATURE
+
+
+def test_deleted_signature_is_unsigned(bundle_dir, keys):
+    (bundle_dir / bundle.SIGNATURE_FILE).unlink()
+    assert bundle.verify(bundle_dir, public(keys)).verdict is bundle.Verdict.UNSIGNED
+    with pytest.raises(bundle.BundleError) as caught:
+        bundle.load(bundle_dir, public(keys))
+    assert caught.value.verdict is bundle.Verdict.UNSIGNED
+
+
+def test_signature_by_another_key_is_refused(bundle_dir, keys):
+    rewrite_info(bundle_dir, lambda info: None, signing_key=keys["other"])
+    assert bundle.verify(bundle_dir, public(keys)).verdict is bundle.Verdict.BAD_SIGNATURE
+    assert bundle.verify(bundle_dir, public(keys, "other")).verdict is bundle.Verdict.OK
+
+
+def test_validly_signed_bundle_in_another_version_directory_is_refused(bundle_dir, keys):
+    impostor = bundle_dir.parent / "29990101T000000Z"
+    shutil.copytree(bundle_dir, impostor)
+    verification = bundle.verify(impostor, public(keys))
+    assert verification.verdict is bundle.Verdict.WRONG_LOCATION
+    assert bundle_dir.name in verification.detail
+
+
+@pytest.mark.parametrize("filename", [bundle.MODEL_FILE, bundle.REFERENCE_FILE, bundle.PLOT_FILE, bundle.INFO_FILE])
+def test_missing_file(bundle_dir, keys, filename):
+    (bundle_dir / filename).unlink()
+    verification = bundle.verify(bundle_dir, public(keys))
+    assert verification.verdict is bundle.Verdict.MISSING_FILE
+    assert filename in verification.detail
+
+
+def test_other_scikit_learn_version_is_refused_before_unpickling(bundle_dir, keys):
+    def older(info):
+        info["versions"]["scikit-learn"] = "0.24.2"
+
+    rewrite_info(bundle_dir, older, signing_key=keys["trusted"])
+    verification = bundle.verify(bundle_dir, public(keys))
+    assert verification.verdict is bundle.Verdict.VERSION_MISMATCH
+    assert "0.24.2" in verification.detail
+
+
+def test_wrong_golden_prediction_is_refused_after_unpickling(bundle_dir, keys):
+    def wrong(info):
+        info["golden"][0]["prediction"] += 1.0
+
+    rewrite_info(bundle_dir, wrong, signing_key=keys["trusted"])
+    with pytest.raises(bundle.BundleError) as caught:
+        bundle.load(bundle_dir, public(keys))
+    assert caught.value.verdict is bundle.Verdict.GOLDEN_MISMATCH
+
+
+class Sentinel:
+    """Unpickling this creates a file: proof that a pickle was loaded."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("with_key", [True, False], ids=["verify-key", "hashes-only"])
+def test_malicious_pickle_is_never_unpickled(bundle_dir, keys, tmp_path, with_key):
+    sentinel = tmp_path / "pwned"
+    (bundle_dir / bundle.MODEL_FILE).write_bytes(pickle.dumps(Sentinel(str(sentinel))))
+    key = public(keys) if with_key else None
+    if with_key:
+        # An attacker who can write the store recomputes the hashes; only the signature stops them.
+        rewrite_info(bundle_dir, recompute_hashes(bundle_dir, bundle.MODEL_FILE))
+    with pytest.raises(bundle.BundleError) as caught:
+        bundle.load(bundle_dir, key)
+    expected = bundle.Verdict.BAD_SIGNATURE if with_key else bundle.Verdict.CORRUPTED_FILE
+    assert caught.value.verdict is expected
+    assert not sentinel.exists()
+    # The sentinel really would have fired: the test is not vacuous.
+    with open(bundle_dir / bundle.MODEL_FILE, "rb") as handle:
+        pickle.load(handle).close()
+    assert sentinel.exists()
+
+
+def test_active_pointer_is_replaced_atomically(store):
+    name = "boston-knn"
+    (version,) = bundle.list_versions(store, name)
+    before = os.stat(store / name / bundle.ACTIVE_FILE).st_ino
+    bundle.write_active(store, name, version)
+    assert bundle.read_active(store, name) == version
+    assert os.stat(store / name / bundle.ACTIVE_FILE).st_ino != before  # a new file renamed over the old
+    with pytest.raises(FileNotFoundError):
+        bundle.write_active(store, name, "20000101T000000Z")
+    assert [p.name for p in (store / name).iterdir() if p.name.startswith(".")] == []
