@@ -1,0 +1,140 @@
+"""Configuration: one typed object, read once.
+
+Sources, later wins: the defaults below, an optional YAML file named by
+CONFIG_FILE (same keys), the environment, and the mapping passed to
+``create_app`` (tests). Nothing else in the service reads the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DRIFT_POLICIES = ("warn", "reject")
+
+
+class ConfigError(ValueError):
+    """A setting that is missing or malformed: the service refuses to start."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where prediction-log rows go. Empty: an embedded SQLite file under var/.
+    DATABASE_URL: str = ""
+    MODEL_DIR: Path = PROJECT_ROOT / "models"
+    # The model that POST /predict serves; every model in the store is served under /models/<name>.
+    MODEL_NAME: str = "boston-knn"
+    # Public Ed25519 key (PEM path). When set, unsigned or foreign-signed bundles are refused.
+    MODEL_VERIFY_KEY: Path | None = None
+    # Only learn.py uses the private key; the service accepts the setting to say it ignores it.
+    MODEL_SIGNING_KEY: Path | None = None
+    ADMIN_TOKEN: str = ""
+    # Development mode lets admin endpoints run without ADMIN_TOKEN. Never in production.
+    DEV_MODE: bool = False
+    MAX_BATCH_ROWS: int = 1000
+    MAX_CONTENT_LENGTH: int = 2 * 1024 * 1024
+    DRIFT_MIN_ROWS: int = 30
+    DRIFT_POLICY: str = "warn"
+    # Family-wise significance level of the per-batch KS tests (Bonferroni over features).
+    DRIFT_ALPHA: float = 0.01
+    OOD_QUANTILE: float = 0.99
+    LOG_SPOOL_DIR: Path = PROJECT_ROOT / "var" / "spool"
+    # How often the background task tries to move spooled rows into the database.
+    SPOOL_REPLAY_SECONDS: float = 2.0
+    # Raw (non-JSON) request bodies are stored cut to this many characters.
+    LOG_RAW_BODY_LIMIT: int = 65536
+    LOG_LEVEL: str = "INFO"
+    # How many logged requests a dry-run activation replays by default.
+    SHADOW_DEFAULT_N: int = 200
+
+    @property
+    def database_uri(self) -> str:
+        """The SQLAlchemy URL, with the psycopg 3 driver for plain postgresql:// URLs."""
+        url = self.DATABASE_URL or f"sqlite:///{PROJECT_ROOT / 'var' / 'predictions.db'}"
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+    @property
+    def admin_open(self) -> bool:
+        """Admin endpoints without a token: only in explicit development mode."""
+        return not self.ADMIN_TOKEN and self.DEV_MODE
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if kind in (Path, Path | None):
+            return Path(text) if text else None
+        return text
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a valid {getattr(kind, '__name__', kind)}") from None
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults < CONFIG_FILE (YAML) < environment < overrides, checked."""
+    environ = os.environ if environ is None else environ
+    overrides = dict(overrides or {})
+    names = {f.name: f for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    config_file = overrides.get("CONFIG_FILE") or environ.get("CONFIG_FILE")
+    if config_file:
+        try:
+            from_file = yaml.safe_load(Path(config_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"CONFIG_FILE {config_file}: {exc}") from None
+        if not isinstance(from_file, dict):
+            raise ConfigError(f"CONFIG_FILE {config_file} is not a mapping")
+        unknown = sorted(set(from_file) - set(names))
+        if unknown:
+            raise ConfigError(f"CONFIG_FILE {config_file}: unknown keys {', '.join(unknown)}")
+        values.update(from_file)
+    values.update({key: environ[key] for key in names if key in environ})
+    values.update({key: value for key, value in overrides.items() if key in names})
+    hints = typing.get_type_hints(Settings)
+    typed = {
+        key: value if isinstance(value, Path) else _coerce(key, hints[key], value) for key, value in values.items()
+    }
+    settings = dataclasses.replace(Settings(), **typed)
+    check(settings)
+    return settings
+
+
+def check(settings: Settings) -> None:
+    if settings.DRIFT_POLICY not in DRIFT_POLICIES:
+        raise ConfigError(f"DRIFT_POLICY must be one of {', '.join(DRIFT_POLICIES)}, not {settings.DRIFT_POLICY!r}")
+    if settings.MAX_BATCH_ROWS < 1:
+        raise ConfigError("MAX_BATCH_ROWS must be at least 1")
+    if settings.MAX_CONTENT_LENGTH < 1024:
+        raise ConfigError("MAX_CONTENT_LENGTH must be at least 1024 bytes")
+    if settings.DRIFT_MIN_ROWS < 2:
+        raise ConfigError("DRIFT_MIN_ROWS must be at least 2")
+    if not 0 < settings.DRIFT_ALPHA < 1:
+        raise ConfigError("DRIFT_ALPHA must be between 0 and 1")
+    if not 0 < settings.OOD_QUANTILE < 1:
+        raise ConfigError("OOD_QUANTILE must be between 0 and 1")
+    if settings.MODEL_VERIFY_KEY is not None and not settings.MODEL_VERIFY_KEY.is_file():
+        raise ConfigError(f"MODEL_VERIFY_KEY {settings.MODEL_VERIFY_KEY} does not exist")

@@ -1,0 +1,360 @@
+"""The prediction log: one row per /predict request, committed before the answer.
+
+The writer commits each row to the database before its response is sent.
+While the database cannot take it, the row is appended to this process's
+spool file and fsync'ed instead, and a background task moves spooled rows
+into the database once it answers again. Rows are keyed by request id and
+inserted with ON CONFLICT DO NOTHING, so replaying a row twice is harmless;
+spool files are locked while read and truncated only after their rows are
+committed, so no row is lost and none is doubled, whichever worker replays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from .extensions import db
+
+log = logging.getLogger("flask_app.prediction_log")
+
+JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# After a failed write the database is not retried for this long; rows go to the spool.
+DB_RETRY_SECONDS = 1.0
+REPLAY_BATCH = 500
+
+
+class PredictionLog(db.Model):
+    """One request to a predict endpoint, accepted or rejected."""
+
+    __tablename__ = "prediction_log"
+
+    id = sa.Column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    request_id = sa.Column(sa.String(128), nullable=False, unique=True)
+    received_at = sa.Column(sa.DateTime(timezone=True), nullable=False)
+    endpoint = sa.Column(sa.String(200), nullable=False)
+    status = sa.Column(sa.SmallInteger, nullable=False)
+    model_name = sa.Column(sa.String(64))
+    model_version = sa.Column(sa.String(64))
+    model_sha256 = sa.Column(sa.String(64))
+    n_rows = sa.Column(sa.Integer)
+    n_ood_flagged = sa.Column(sa.Integer)
+    latency_ms = sa.Column(sa.Float, nullable=False)
+    request_body = sa.Column(JSONDocument)
+    # A body that is not JSON is kept as text, cut to LOG_RAW_BODY_LIMIT characters.
+    request_raw = sa.Column(sa.Text)
+    request_truncated = sa.Column(sa.Boolean, nullable=False, default=False)
+    response_body = sa.Column(JSONDocument)
+    error = sa.Column(sa.Text)
+    client_addr = sa.Column(sa.String(64))
+
+    __table_args__ = (
+        sa.Index("ix_prediction_log_received_at", "received_at"),
+        sa.Index("ix_prediction_log_status_received_at", "status", "received_at"),
+        sa.Index("ix_prediction_log_model_received_at", "model_name", "model_version", "received_at"),
+    )
+
+
+COLUMNS = [column.name for column in PredictionLog.__table__.columns if column.name != "id"]
+
+
+def safe_json_dumps(value: Any) -> str:
+    """JSON for the log: PostgreSQL cannot store U+0000 in jsonb or text, so it becomes U+FFFD."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
+
+
+def raw_text(raw: bytes, limit: int) -> tuple[str, bool]:
+    """A body that is not JSON, as storable text cut to ``limit`` characters."""
+    text = raw[: limit * 4].decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+    truncated = len(text) > limit or len(raw) > limit * 4
+    return text[:limit], truncated
+
+
+class SpoolError(OSError):
+    pass
+
+
+class PredictionLogWriter:
+    """Commits log rows, spools them while the database is away, replays the spool."""
+
+    def __init__(self, engine: sa.Engine, spool_dir: Path):
+        self.engine = engine
+        self.table = PredictionLog.__table__
+        self.spool_dir = Path(spool_dir)
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self._insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(self.table)
+        self._db_retry_at = 0.0
+        self._spool_lock = threading.Lock()
+        self._spool_fd: int | None = None
+        self._spool_pid: int | None = None
+        self._spool_path: Path | None = None
+        self._replay_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.spooled_total = 0
+
+    # -- the request path ---------------------------------------------------------
+
+    def write(self, row: dict[str, Any]) -> tuple[str, bool]:
+        """Make ``row`` durable; returns the request id it is stored under and whether it was spooled.
+
+        The id changes only when a client reused an X-Request-ID that is
+        already in the log: the row is then stored under ``<id>.<suffix>``.
+        Raises SpoolError when neither the database nor the spool took it.
+        """
+        if time.monotonic() >= self._db_retry_at:
+            try:
+                return self._insert_rows([row])[0], False
+            except SQLAlchemyError as exc:
+                self._db_retry_at = time.monotonic() + DB_RETRY_SECONDS
+                log.warning("prediction log: database write failed (%s); spooling", type(exc).__name__)
+        self._spool(row)
+        return row["request_id"], True
+
+    def _insert_rows(self, rows: list[dict[str, Any]]) -> list[str]:
+        """Insert rows idempotently in one transaction; returns their stored request ids."""
+        stored = [row["request_id"] for row in rows]
+        statement = self._insert.on_conflict_do_nothing(index_elements=["request_id"]).returning(
+            self.table.c.request_id
+        )
+        with self.engine.begin() as conn:
+            inserted = set(conn.execute(statement, rows).scalars())
+            for index, row in enumerate(rows):
+                if row["request_id"] in inserted:
+                    continue
+                existing = conn.execute(
+                    sa.select(self.table.c.received_at).where(self.table.c.request_id == row["request_id"])
+                ).scalar_one_or_none()
+                if existing is not None and _same_instant(existing, row["received_at"]):
+                    continue  # the same row, replayed again
+                renamed = dict(row, request_id=f"{row['request_id'][:110]}.{uuid.uuid4().hex[:12]}")
+                conn.execute(self._insert, [renamed])
+                stored[index] = renamed["request_id"]
+        return stored
+
+    # -- the spool ------------------------------------------------------------------
+
+    def _spool(self, row: dict[str, Any]) -> None:
+        line = (safe_json_dumps(_spoolable(row)) + "\n").encode("utf-8")
+        with self._spool_lock:
+            try:
+                fd = self._own_spool_fd()
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    os.write(fd, line)
+                    os.fsync(fd)
+                finally:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            except OSError as exc:
+                raise SpoolError(f"cannot append to the spool in {self.spool_dir}: {exc}") from exc
+        self.spooled_total += 1
+
+    def _own_spool_fd(self) -> int:
+        if self._spool_fd is None or self._spool_pid != os.getpid():
+            self._spool_pid = os.getpid()
+            self._spool_path = self.spool_dir / f"spool-{self._spool_pid}-{uuid.uuid4().hex[:8]}.jsonl"
+            self._spool_fd = os.open(self._spool_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        return self._spool_fd
+
+    def spool_writable(self) -> bool:
+        return self.spool_dir.is_dir() and os.access(self.spool_dir, os.W_OK)
+
+    def spool_size(self) -> int:
+        """Rows waiting in every spool file of this directory (all workers)."""
+        total = 0
+        for path in self.spool_dir.glob("spool-*.jsonl"):
+            try:
+                with open(path, "rb") as handle:
+                    total += sum(1 for line in handle if line.endswith(b"\n"))
+            except FileNotFoundError:
+                continue
+        return total
+
+    def replay(self) -> int:
+        """Move spooled rows into the database; returns how many were committed."""
+        if not self._replay_lock.acquire(blocking=False):
+            return 0
+        try:
+            moved = 0
+            for path in sorted(self.spool_dir.glob("spool-*.jsonl")):
+                moved += self._replay_file(path)
+            return moved
+        finally:
+            self._replay_lock.release()
+
+    def _replay_file(self, path: Path) -> int:
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return 0
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0  # its worker is appending or another worker is replaying it
+            rows = _read_spool(fd)
+            if rows:
+                try:
+                    for start in range(0, len(rows), REPLAY_BATCH):
+                        self._insert_rows(rows[start:start + REPLAY_BATCH])
+                except SQLAlchemyError as exc:
+                    log.info("prediction log: replay deferred, database still unavailable (%s)",
+                             type(exc).__name__)
+                    return 0
+                self._db_retry_at = 0.0
+                log.info("prediction log: replayed %d spooled rows from %s", len(rows), path.name)
+            os.ftruncate(fd, 0)
+            os.fsync(fd)
+            if path != self._spool_path and not _owner_alive(path):
+                path.unlink(missing_ok=True)
+            return len(rows)
+        finally:
+            os.close(fd)
+
+    # -- the background task ------------------------------------------------------
+
+    def start(self, interval: float) -> None:
+        if interval <= 0 or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, args=(interval,), name="spool-replay", daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.replay()
+            except OSError:
+                log.exception("prediction log: spool replay failed")
+
+    def stop(self) -> None:
+        """Stop the background task and make a last attempt to empty the spool."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        try:
+            self.replay()
+        except OSError:
+            log.exception("prediction log: final spool replay failed")
+
+
+def _spoolable(row: dict[str, Any]) -> dict[str, Any]:
+    return dict(row, received_at=row["received_at"].isoformat())
+
+
+def _read_spool(fd: int) -> list[dict[str, Any]]:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    rows = []
+    for line in b"".join(chunks).split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            # A torn last line: its append never completed, so its request was never answered.
+            log.warning("prediction log: skipping an incomplete spool line")
+            continue
+        row["received_at"] = dt.datetime.fromisoformat(row["received_at"])
+        rows.append({key: row.get(key) for key in COLUMNS})
+    return rows
+
+
+def _owner_alive(path: Path) -> bool:
+    try:
+        pid = int(path.name.split("-")[1])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _same_instant(stored: dt.datetime, received: dt.datetime) -> bool:
+    return _as_utc(stored) == _as_utc(received)  # SQLite hands back naive UTC
+
+
+# --- reading the log -----------------------------------------------------------------
+
+
+def serialize(row: PredictionLog) -> dict[str, Any]:
+    return {
+        "request_id": row.request_id,
+        "received_at": _as_utc(row.received_at).isoformat(),
+        "endpoint": row.endpoint,
+        "status": row.status,
+        "model": {"name": row.model_name, "version": row.model_version, "sha256": row.model_sha256},
+        "n_rows": row.n_rows,
+        "n_ood_flagged": row.n_ood_flagged,
+        "latency_ms": row.latency_ms,
+        "request_body": row.request_body,
+        "request_raw": row.request_raw,
+        "request_truncated": row.request_truncated,
+        "response_body": row.response_body,
+        "error": row.error,
+        "client_addr": row.client_addr,
+    }
+
+
+def query(
+    *,
+    status: int | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[PredictionLog], int]:
+    """Rows newest first, with the total that matches the filters."""
+    statement = sa.select(PredictionLog)
+    if status is not None:
+        statement = statement.where(PredictionLog.status == status)
+    if model_name is not None:
+        statement = statement.where(PredictionLog.model_name == model_name)
+    if model_version is not None:
+        statement = statement.where(PredictionLog.model_version == model_version)
+    if since is not None:
+        statement = statement.where(PredictionLog.received_at >= since)
+    if until is not None:
+        statement = statement.where(PredictionLog.received_at < until)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(statement.subquery()))
+    rows = db.session.scalars(
+        statement.order_by(PredictionLog.received_at.desc(), PredictionLog.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def find(request_id: str) -> PredictionLog | None:
+    return db.session.scalar(sa.select(PredictionLog).where(PredictionLog.request_id == request_id))
+
+
+def recent_accepted(model_name: str, model_version: str, limit: int) -> list[tuple[Any, Any]]:
+    """(request body, response body) of the newest accepted requests answered by that version."""
+    rows = db.session.execute(
+        sa.select(PredictionLog.request_body, PredictionLog.response_body)
+        .where(PredictionLog.status == 200, PredictionLog.model_name == model_name,
+               PredictionLog.model_version == model_version)
+        .order_by(PredictionLog.received_at.desc(), PredictionLog.id.desc())
+        .limit(limit)
+    ).all()
+    return [(row.request_body, row.response_body) for row in rows]
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value

@@ -1,0 +1,250 @@
+"""The model registry: finds, verifies, loads and swaps models. No Flask imports.
+
+Every model name in the store is served. Which version of a name is active
+is written in the store (``MODEL_DIR/<name>/ACTIVE``), not kept in one
+process: each worker checks that pointer (one ``stat``) when a request asks
+for the model and loads the new version when it changed, so an activation
+reaches every gunicorn worker on its next request. A version that fails
+verification is never swapped in; the worker keeps serving what it had and
+remembers why the new one was refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml_models import bundle
+
+from .drift import ood_scores
+from .errors import ModelRefused, ModelUnavailable, NotFound
+from .validation import Validator
+
+log = logging.getLogger("flask_app.registry")
+
+
+@dataclass
+class Prediction:
+    """What a model said about a batch, aligned by row."""
+
+    values: list[Any]
+    probabilities: list[dict[str, float]] | None
+    ood: list[dict[str, Any]]
+
+
+class ServedModel:
+    """A verified bundle ready to answer: schema validator, predictor, OOD scorer."""
+
+    def __init__(self, loaded: bundle.LoadedBundle, max_rows: int, ood_quantile: float):
+        self.loaded = loaded
+        self.info = loaded.info
+        self.name = loaded.name
+        self.version = loaded.version
+        self.sha256 = loaded.sha256
+        self.task = self.info["task"]
+        self.feature_names = loaded.feature_names
+        self.validator = Validator(self.info["features"], max_rows)
+        self.reference = loaded.reference.get("features")
+        self.train_distances = loaded.reference.get("neighbour_distances")
+        self.ood_quantile = ood_quantile
+        self.loaded_at = time.time()
+        model = loaded.model
+        self.pipeline = model
+        self.scaler = model.named_steps.get("scale") if hasattr(model, "named_steps") else None
+        self.knn = model.named_steps.get("knn") if hasattr(model, "named_steps") else None
+        self.classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])]
+
+    @property
+    def identity(self) -> dict[str, str]:
+        return {"name": self.name, "version": self.version, "sha256": self.sha256}
+
+    def predict(self, X: np.ndarray) -> Prediction:
+        if self.task == "classification":
+            proba = self.pipeline.predict_proba(X)
+            labels = [self.classes[i] for i in proba.argmax(axis=1)]
+            probabilities = [
+                {str(c): round(float(p), 6) for c, p in zip(self.classes, row, strict=True)} for row in proba
+            ]
+        else:
+            labels = self.pipeline.predict(X).tolist()
+            probabilities = None
+        return Prediction(labels, probabilities, self.ood(X))
+
+    def ood(self, X: np.ndarray) -> list[dict[str, Any]]:
+        if self.knn is None or self.scaler is None or self.train_distances is None:
+            return []
+        distances, _ = self.knn.kneighbors(self.scaler.transform(X))
+        scores = ood_scores(self.train_distances, distances.mean(axis=1))
+        return [{"score": round(float(s), 4), "flagged": bool(s > self.ood_quantile)} for s in scores]
+
+
+@dataclass
+class _Slot:
+    """One model name in one process: what is served and what was last seen in the store."""
+
+    served: ServedModel | None = None
+    stamp: tuple[int, int] | None = None
+    error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        model_dir: Path,
+        default_name: str,
+        verify_key_path: Path | None,
+        max_rows: int,
+        ood_quantile: float,
+        on_load_failure: Callable[[str, str], None] | None = None,
+    ):
+        self.model_dir = Path(model_dir)
+        self.default_name = default_name
+        self.verify_key = bundle.load_public_key(verify_key_path) if verify_key_path else None
+        self.max_rows = max_rows
+        self.ood_quantile = ood_quantile
+        self.on_load_failure = on_load_failure or (lambda name, reason: None)
+        self._slots: dict[str, _Slot] = {}
+        self._slots_lock = threading.Lock()
+        if self.verify_key is None:
+            log.warning("MODEL_VERIFY_KEY is not set: bundles are checked for corruption (md5, sha256) "
+                        "but their authenticity is not checked")
+
+    # -- serving ----------------------------------------------------------------
+
+    def get(self, name: str | None = None) -> ServedModel:
+        """The active model for ``name``, reloaded first if the store's pointer moved."""
+        name = name or self.default_name
+        slot = self._slot(name)
+        if slot is None:
+            raise NotFound(f"No model named {name!r} in the store.")
+        stamp = bundle.active_stamp(self.model_dir, name)
+        if stamp != slot.stamp:
+            self._refresh(name, slot, stamp)
+        if slot.served is None:
+            raise ModelUnavailable(f"No verified model is loaded for {name!r}: {slot.error or 'none is active'}.")
+        return slot.served
+
+    def names(self) -> list[str]:
+        return bundle.list_models(self.model_dir)
+
+    def load_all(self) -> None:
+        """Load every model in the store (at start-up, so the first request does not pay)."""
+        for name in {self.default_name, *self.names()}:
+            slot = self._slot(name, create=True)
+            self._refresh(name, slot, bundle.active_stamp(self.model_dir, name))
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per model name: what this process serves, or why nothing."""
+        report = {}
+        for name in sorted({self.default_name, *self.names(), *self._slots}):
+            slot = self._slots.get(name)
+            served = slot.served if slot else None
+            report[name] = {
+                "loaded": served is not None,
+                "version": served.version if served else None,
+                "error": slot.error if slot else "not loaded yet",
+            }
+        return report
+
+    def _slot(self, name: str, create: bool = False) -> _Slot | None:
+        slot = self._slots.get(name)
+        if slot is None:
+            if not create and not (bundle.NAME_PATTERN.match(name) and (self.model_dir / name).is_dir()):
+                return None
+            with self._slots_lock:
+                slot = self._slots.setdefault(name, _Slot())
+        return slot
+
+    def _refresh(self, name: str, slot: _Slot, stamp: tuple[int, int] | None) -> None:
+        with slot.lock:
+            if stamp == slot.stamp and (slot.served is not None or slot.error):
+                return  # another thread got here first
+            slot.stamp = stamp
+            version = bundle.read_active(self.model_dir, name)
+            if version is None:
+                slot.error = f"no active version in {self.model_dir / name}"
+                return
+            if slot.served is not None and slot.served.version == version:
+                slot.error = None
+                return
+            try:
+                slot.served = self._load(name, version)
+                slot.error = None
+                log.info("model loaded name=%s version=%s sha256=%s", name, version, slot.served.sha256)
+            except ModelRefused as exc:
+                slot.error = exc.detail
+                self.on_load_failure(name, exc.extra.get("verdict", "error"))
+                log.error("model refused name=%s version=%s reason=%s; still serving %s",
+                          name, version, exc.detail, slot.served.version if slot.served else "nothing")
+
+    def _load(self, name: str, version: str) -> ServedModel:
+        try:
+            path = bundle.version_path(self.model_dir, name, version)
+        except ValueError as exc:
+            raise ModelRefused(str(exc), verdict="invalid_version") from None
+        if not path.is_dir():
+            raise ModelRefused(f"{name} has no version {version}", verdict="missing_file")
+        try:
+            loaded = bundle.load(path, self.verify_key)
+        except bundle.BundleError as exc:
+            raise ModelRefused(f"{name}/{version} refused: {exc.verdict.value}: {exc.detail}",
+                               verdict=exc.verdict.value) from None
+        return ServedModel(loaded, self.max_rows, self.ood_quantile)
+
+    # -- the store ----------------------------------------------------------------
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        """Every version of a model with whether it is active and whether it verifies."""
+        if not bundle.NAME_PATTERN.match(name) or not (self.model_dir / name).is_dir():
+            raise NotFound(f"No model named {name!r} in the store.")
+        active = bundle.read_active(self.model_dir, name)
+        listing = []
+        for version in reversed(bundle.list_versions(self.model_dir, name)):
+            path = bundle.version_path(self.model_dir, name, version)
+            verification = bundle.verify(path, self.verify_key)
+            entry: dict[str, Any] = {
+                "version": version,
+                "active": version == active,
+                "verified": verification.ok,
+                "verdict": verification.verdict.value,
+                "detail": verification.detail,
+                "signed": verification.signed,
+            }
+            if verification.info:
+                entry["created_at"] = verification.info.get("created_at")
+                entry["metrics"] = verification.info.get("metrics", {}).get("holdout")
+                entry["best_params"] = verification.info.get("best_params")
+            listing.append(entry)
+        return listing
+
+    def candidate(self, name: str, version: str) -> ServedModel:
+        """Verify and load a version without activating it (ModelRefused when it fails)."""
+        if self._slot(name) is None:
+            raise NotFound(f"No model named {name!r} in the store.")
+        try:
+            bundle.version_path(self.model_dir, name, version)
+        except ValueError:
+            raise NotFound(f"No version {version!r} of {name!r}.") from None
+        if not (self.model_dir / name / version).is_dir():
+            raise NotFound(f"No version {version!r} of {name!r}.")
+        return self._load(name, version)
+
+    def activate(self, name: str, version: str) -> ServedModel:
+        """Verify, load, then point the store at the version and serve it here at once."""
+        served = self.candidate(name, version)
+        bundle.write_active(self.model_dir, name, version)
+        slot = self._slot(name, create=True)
+        with slot.lock:
+            slot.served = served
+            slot.error = None
+            slot.stamp = bundle.active_stamp(self.model_dir, name)
+        log.info("model activated name=%s version=%s", name, version)
+        return served

@@ -1,0 +1,66 @@
+"""Small helpers the resources share: reading JSON bodies, writing JSON answers, query args."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Response, current_app, g, request
+
+from ..errors import InvalidInput, UnsupportedMediaType
+from ..validation import parse_json
+
+
+def registry():
+    return current_app.extensions["model_registry"]
+
+
+def settings():
+    return current_app.config["SETTINGS"]
+
+
+def read_json_body() -> Any:
+    """The request's JSON value; 415 for another media type or an encoding, 413 when too large."""
+    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        raise UnsupportedMediaType(f"Content-Encoding {encoding[:40]!r} is not supported; send the body uncompressed.")
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
+        raise UnsupportedMediaType(
+            f"Send 'Content-Type: application/json', not {mimetype[:100] or 'no content type'!r}."
+        )
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(f"The charset must be utf-8, not {charset[:40]!r}.")
+    payload = parse_json(request.get_data(cache=True))
+    g.payload = payload
+    return payload
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> Response:
+    g.response_body = body
+    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+
+
+def int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be an integer.",
+                           [{"location": f"query/{name}", "message": "not an integer"}]) from None
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low} and {high}.",
+                           [{"location": f"query/{name}", "message": f"must be between {low} and {high}"}])
+    return value
+
+
+def bool_arg(name: str) -> bool:
+    raw = request.args.get(name, "false").lower()
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("0", "false", "no", ""):
+        return False
+    raise InvalidInput(f"{name} must be true or false.", [{"location": f"query/{name}", "message": "not a boolean"}])

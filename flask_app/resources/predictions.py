@@ -1,0 +1,63 @@
+"""GET /predictions and GET /predictions/<request_id>: read the log (admin)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import request
+from flask_restful import Resource
+
+from .. import prediction_log
+from ..auth import require_admin
+from ..errors import InvalidInput, NotFound
+from .common import int_arg, json_response
+
+MAX_PAGE = 500
+
+
+def time_arg(name: str) -> dt.datetime | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{name} must be an ISO 8601 time.",
+                           [{"location": f"query/{name}", "message": "not an ISO 8601 time"}]) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class PredictionList(Resource):
+    def get(self):
+        """Log rows, newest first; filters status, model, model_version, since, until; limit/offset."""
+        require_admin()
+        limit = int_arg("limit", 50, 1, MAX_PAGE)
+        offset = int_arg("offset", 0, 0, 10**9)
+        status = int_arg("status", 0, 100, 599) if "status" in request.args else None
+        rows, total = prediction_log.query(
+            status=status,
+            model_name=request.args.get("model"),
+            model_version=request.args.get("model_version"),
+            since=time_arg("since"),
+            until=time_arg("until"),
+            limit=limit,
+            offset=offset,
+        )
+        next_offset = offset + len(rows) if offset + len(rows) < total else None
+        return json_response({
+            "items": [prediction_log.serialize(row) for row in rows],
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "next_offset": next_offset,
+        })
+
+
+class PredictionItem(Resource):
+    def get(self, request_id: str):
+        """One log row by request id."""
+        require_admin()
+        row = prediction_log.find(request_id)
+        if row is None:
+            raise NotFound(f"No logged request {request_id[:128]!r}.")
+        return json_response(prediction_log.serialize(row))
