@@ -15,6 +15,7 @@ import datetime as dt
 import fcntl
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -71,9 +72,27 @@ COLUMNS = [column.name for column in PredictionLog.__table__.columns if column.n
 
 
 def safe_json_dumps(value: Any) -> str:
-    """JSON for the log: PostgreSQL cannot store U+0000 in jsonb or text, so it becomes U+FFFD."""
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    """JSON that PostgreSQL's jsonb accepts.
+
+    jsonb has no U+0000 (it becomes U+FFFD) and no NaN or Infinity (a number
+    that overflowed, such as 1e999 in a refused request, is stored as the
+    string "Infinity").
+    """
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"))
     return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value).replace("inf", "Infinity").replace("nan", "NaN")
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    return value
 
 
 def raw_text(raw: bytes, limit: int) -> tuple[str, bool]:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from ml_models import bundle, learn
 
@@ -56,3 +62,146 @@ def store(tmp_path, signed_store) -> Path:
 def bundle_dir(store) -> Path:
     name = "boston-knn"
     return store / name / bundle.read_active(store, name)
+
+
+# --- the service and its database ------------------------------------------------
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+_skipped_postgres: list[str] = []
+
+
+def _admin_engine():
+    return sa.create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The PostgreSQL server's URL; in CI an unreachable server fails the run instead of skipping."""
+    engine = _admin_engine()
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {TEST_DATABASE_URL} is not answering: {exc}")
+        pytest.skip(f"PostgreSQL at {TEST_DATABASE_URL} is not answering")
+    finally:
+        engine.dispose()
+    return TEST_DATABASE_URL
+
+
+def create_database(server_url: str) -> str:
+    """A new empty database on the server; returns its URL."""
+    name = f"svc_test_{uuid.uuid4().hex[:12]}"
+    engine = _admin_engine()
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(url: str) -> None:
+    name = sa.make_url(url).database
+    engine = _admin_engine()
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def migrate_to_head(url: str) -> None:
+    """Apply the migrations the way the product does (flask db upgrade), in-process."""
+    from flask_migrate import upgrade
+
+    from flask_app import MIGRATIONS_DIR, create_app
+
+    app = create_app({"DATABASE_URL": url, "MODEL_DIR": "/nonexistent", "SPOOL_REPLAY_SECONDS": 0,
+                      "LOG_SPOOL_DIR": tempfile.mkdtemp(prefix="spool-")})
+    with app.app_context():
+        upgrade(directory=str(MIGRATIONS_DIR))
+        from flask_app.extensions import db
+
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_server) -> Iterator[str]:
+    """One migrated database for the session; tests empty the table through ``db``."""
+    url = create_database(pg_server)
+    migrate_to_head(url)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+def settings(tmp_path, store, pg_database) -> dict[str, Any]:
+    """Settings for an app on the signed store and the session's PostgreSQL database."""
+    return {
+        "DATABASE_URL": pg_database,
+        "MODEL_DIR": str(store),
+        "LOG_SPOOL_DIR": str(tmp_path / "spool"),
+        "SPOOL_REPLAY_SECONDS": 0,
+        "ADMIN_TOKEN": ADMIN_TOKEN,
+        "MAX_BATCH_ROWS": 1000,
+        "DRIFT_MIN_ROWS": 30,
+    }
+
+
+@pytest.fixture
+def app(settings):
+    from flask_app import create_app
+    from flask_app.extensions import db as flask_db
+
+    application = create_app(settings)
+    with application.app_context():
+        flask_db.session.execute(sa.text("TRUNCATE prediction_log RESTART IDENTITY"))
+        flask_db.session.commit()
+    yield application
+    with application.app_context():
+        flask_db.session.remove()
+        flask_db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def log_rows(app):
+    """Read the prediction log as dicts, oldest first."""
+    from flask_app.extensions import db as flask_db
+    from flask_app.prediction_log import PredictionLog
+
+    def read() -> list[dict[str, Any]]:
+        with app.app_context():
+            rows = flask_db.session.scalars(sa.select(PredictionLog).order_by(PredictionLog.id)).all()
+            result = [{c.name: getattr(row, c.name) for c in PredictionLog.__table__.columns} for row in rows]
+            flask_db.session.remove()
+            return result
+
+    return read
+
+
+ADMIN_TOKEN = "test-admin-token-5b7f"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+BOSTON_ROW = {"CRIM": 0.1, "ZN": 0.0, "INDUS": 7.0, "CHAS": 0, "NOX": 0.5, "RM": 6.2, "AGE": 60.0,
+              "DIS": 4.0, "RAD": 4, "TAX": 300.0, "PTRATIO": 17.0, "LSTAT": 10.0}
+BOSTON_FEATURES = list(BOSTON_ROW)
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "postgres" in report.keywords:
+        _skipped_postgres.append(report.nodeid)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "pg_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("CI") and _skipped_postgres:
+        print(f"\nCI: {len(_skipped_postgres)} PostgreSQL tests were skipped; failing the run.")
+        session.exitstatus = 1
