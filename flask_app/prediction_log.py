@@ -69,6 +69,8 @@ class PredictionLog(db.Model):
 
 
 COLUMNS = [column.name for column in PredictionLog.__table__.columns if column.name != "id"]
+# PostgreSQL text cannot hold U+0000; the log stores U+FFFD in its place.
+TEXT_COLUMNS = ("request_id", "endpoint", "error", "request_raw", "client_addr")
 
 
 def safe_json_dumps(value: Any) -> str:
@@ -134,6 +136,10 @@ class PredictionLogWriter:
         already in the log: the row is then stored under ``<id>.<suffix>``.
         Raises SpoolError when neither the database nor the spool took it.
         """
+        for key in TEXT_COLUMNS:
+            value = row.get(key)
+            if value and "\x00" in value:
+                row[key] = value.replace("\x00", "\ufffd")
         if time.monotonic() >= self._db_retry_at:
             try:
                 return self._insert_rows([row])[0], False

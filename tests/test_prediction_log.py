@@ -1,0 +1,256 @@
+"""The prediction log on PostgreSQL: rows, durability through the spool, reading it back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+import sqlalchemy as sa
+
+from flask_app.prediction_log import PredictionLogWriter
+
+from .conftest import ADMIN, BOSTON_ROW, create_database, drop_database, migrate_to_head
+
+DEAD_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
+
+
+def predict(client, body=None, **kwargs):
+    return client.post("/predict", json={"instances": [BOSTON_ROW]} if body is None else body, **kwargs)
+
+
+def test_accepted_request_row_has_every_field(client, log_rows):
+    response = predict(client)
+    answer = response.get_json()
+    (row,) = log_rows()
+    assert row["request_id"] == answer["request_id"]
+    assert row["status"] == 200
+    assert row["endpoint"] == "/predict"
+    assert (row["model_name"], row["model_version"], row["model_sha256"]) == (
+        answer["model"]["name"], answer["model"]["version"], answer["model"]["sha256"])
+    assert row["request_body"] == {"instances": [BOSTON_ROW]}
+    assert row["response_body"] == answer
+    assert row["n_rows"] == 1 and row["n_ood_flagged"] == 0
+    assert row["latency_ms"] > 0
+    assert row["error"] is None and row["request_raw"] is None
+    assert row["received_at"].tzinfo is not None
+    assert abs(row["received_at"] - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)
+    assert row["client_addr"] == "127.0.0.1"
+
+
+def test_rejected_request_row_names_the_errors(client, log_rows):
+    response = predict(client, {"instances": [dict(BOSTON_ROW, CHAS=5)]})
+    assert response.status_code == 400
+    (row,) = log_rows()
+    assert row["status"] == 400
+    assert "instances/0/CHAS" in row["error"]
+    assert row["response_body"]["errors"][0]["location"] == "instances/0/CHAS"
+    assert row["request_body"] == {"instances": [dict(BOSTON_ROW, CHAS=5)]}
+
+
+def test_non_json_body_is_logged_as_raw_text_without_a_500(client, log_rows):
+    response = client.post("/predict", data=b"CRIM=0.1&ZN=0\x00\xff", content_type="application/json")
+    assert response.status_code == 400
+    (row,) = log_rows()
+    assert row["request_body"] is None
+    assert row["request_raw"] == "CRIM=0.1&ZN=0\\x00\\xff"
+    assert not row["request_truncated"]
+
+
+def test_long_raw_body_is_cut_and_flagged(app, client, log_rows):
+    limit = app.config["SETTINGS"].LOG_RAW_BODY_LIMIT
+    response = client.post("/predict", data=b"x" * (limit + 10), content_type="application/json")
+    assert response.status_code == 400
+    (row,) = log_rows()
+    assert len(row["request_raw"]) == limit and row["request_truncated"]
+
+
+def test_nul_characters_do_not_lose_the_row(client, log_rows):
+    response = predict(client, {"instances": [dict(BOSTON_ROW, **{"bad\u0000key": 1})]})
+    assert response.status_code == 400
+    (row,) = log_rows()
+    assert row["status"] == 400
+    assert "bad\ufffdkey" in row["request_body"]["instances"][0]
+
+
+def test_reused_client_request_id_gets_its_own_row(client, log_rows):
+    first = predict(client, headers={"X-Request-ID": "same-id"})
+    second = predict(client, headers={"X-Request-ID": "same-id"})
+    assert first.get_json()["request_id"] == "same-id"
+    renamed = second.get_json()["request_id"]
+    assert renamed.startswith("same-id.") and second.headers["X-Request-ID"] == renamed
+    assert [row["request_id"] for row in log_rows()] == ["same-id", renamed]
+
+
+def test_requests_while_the_database_is_down_reach_it_exactly_once(app, client, log_rows):
+    writer = app.extensions["prediction_log"]
+    real_engine = writer.engine
+    dead_engine = sa.create_engine(DEAD_DATABASE, connect_args={"connect_timeout": 1})
+    writer.engine = dead_engine
+    try:
+        sent = []
+        for index in range(40):
+            body = {"instances": [BOSTON_ROW]} if index % 4 else {"instances": [dict(BOSTON_ROW, CHAS=9)]}
+            response = predict(client, body)
+            assert response.status_code in (200, 400)
+            sent.append(response.headers["X-Request-ID"])
+        assert log_rows() == []
+        assert writer.spool_size() == 40
+        assert client.get("/ready").get_json()["log"]["spool_rows"] == 40
+    finally:
+        writer.engine = real_engine
+        dead_engine.dispose()
+    assert writer.replay() == 40
+    assert writer.replay() == 0  # nothing left, nothing doubled
+    assert writer.spool_size() == 0
+    rows = log_rows()
+    assert sorted(row["request_id"] for row in rows) == sorted(sent)
+    assert sum(row["status"] == 400 for row in rows) == 10
+    assert predict(client).status_code == 200  # the database takes rows directly again
+    assert len(log_rows()) == 41
+
+
+def test_two_workers_replaying_the_same_spool_insert_each_row_once(app, client, log_rows, tmp_path):
+    """Two writers (as two gunicorn workers) share a spool directory and replay at the same time."""
+    writer = app.extensions["prediction_log"]
+    dead_engine = sa.create_engine(DEAD_DATABASE, connect_args={"connect_timeout": 1})
+    writers = [PredictionLogWriter(dead_engine, writer.spool_dir) for _ in range(2)]
+    base = dt.datetime.now(dt.UTC)
+    ids = []
+    for index in range(300):
+        row = {"request_id": f"r{index:04d}", "received_at": base + dt.timedelta(microseconds=index),
+               "endpoint": "/predict", "status": 200, "latency_ms": 1.0, "request_truncated": False}
+        ids.append(row["request_id"])
+        assert writers[index % 2].write(row)[1] is True  # spooled
+    for each in writers:
+        each.engine = writer.engine
+    # Replay one file early so the second pass meets rows already in the table.
+    writers[0].replay()
+    threads = [threading.Thread(target=each.replay) for each in writers for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    while writers[0].spool_size():
+        writers[0].replay()
+    assert sorted(row["request_id"] for row in log_rows()) == ids
+    dead_engine.dispose()
+
+
+def test_spool_failure_withholds_the_answer(app, client, log_rows, tmp_path):
+    writer = app.extensions["prediction_log"]
+    dead_engine = sa.create_engine(DEAD_DATABASE, connect_args={"connect_timeout": 1})
+    writer.engine, real = dead_engine, writer.engine
+    (tmp_path / "blocked").write_text("not a directory")
+    writer.spool_dir = tmp_path / "blocked" / "spool"
+    writer._spool_fd = None
+    try:
+        response = predict(client)
+    finally:
+        writer.engine = real
+        dead_engine.dispose()
+    assert response.status_code == 503
+    assert response.get_json()["title"] == "Prediction log unavailable"
+    assert "predictions" not in response.get_json()
+
+
+def seed_rows(client, n_ok: int, n_bad: int) -> list[str]:
+    ids = []
+    for _ in range(n_ok):
+        ids.append(predict(client).get_json()["request_id"])
+    for _ in range(n_bad):
+        ids.append(predict(client, {"instances": []}).get_json()["request_id"])
+    return ids
+
+
+def test_predictions_paginate_newest_first_and_filter(client):
+    ids = seed_rows(client, 7, 3)
+    page = client.get("/predictions?limit=4", headers=ADMIN).get_json()
+    assert page["total"] == 10 and page["next_offset"] == 4
+    assert [item["request_id"] for item in page["items"]] == ids[::-1][:4]
+    rest = client.get("/predictions?limit=4&offset=8", headers=ADMIN).get_json()
+    assert [item["request_id"] for item in rest["items"]] == ids[::-1][8:]
+    assert rest["next_offset"] is None
+    rejected = client.get("/predictions?status=400", headers=ADMIN).get_json()
+    assert rejected["total"] == 3 and {item["status"] for item in rejected["items"]} == {400}
+    version = rejected["items"][0]["model"]["version"]
+    by_version = client.get(f"/predictions?model_version={version}&status=200", headers=ADMIN).get_json()
+    assert by_version["total"] == 7
+    assert client.get("/predictions?model_version=nope", headers=ADMIN).get_json()["total"] == 0
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    assert client.get("/predictions", query_string={"since": future}, headers=ADMIN).get_json()["total"] == 0
+    assert client.get("/predictions", query_string={"until": future}, headers=ADMIN).get_json()["total"] == 10
+    one = client.get(f"/predictions/{ids[0]}", headers=ADMIN)
+    assert one.status_code == 200 and one.get_json()["request_id"] == ids[0]
+    assert client.get("/predictions/absent", headers=ADMIN).status_code == 404
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=x", "offset=-1", "status=abc", "since=yesterday"])
+def test_bad_log_queries_are_400(client, query):
+    response = client.get(f"/predictions?{query}", headers=ADMIN)
+    assert response.status_code == 400
+    assert response.content_type == "application/problem+json"
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ({}, 401),
+    ({"Authorization": "Bearer wrong"}, 403),
+    ({"Authorization": "Basic dXNlcjpwYXNz"}, 401),
+])
+def test_log_reading_needs_the_admin_token(client, headers, status):
+    response = client.get("/predictions", headers=headers)
+    assert response.status_code == status
+    assert response.content_type == "application/problem+json"
+
+
+def test_admin_endpoints_fail_closed_without_a_token(settings):
+    from flask_app import create_app
+
+    app = create_app(dict(settings, ADMIN_TOKEN=""))
+    client = app.test_client()
+    assert client.get("/predictions").status_code == 403
+    assert client.get("/predictions", headers=ADMIN).status_code == 403
+    dev = create_app(dict(settings, ADMIN_TOKEN="", DEV_MODE="true")).test_client()
+    assert dev.get("/predictions").status_code == 200
+
+
+def test_migrations_build_the_schema_from_an_empty_database(pg_server):
+    url = create_database(pg_server)
+    try:
+        migrate_to_head(url)
+        engine = sa.create_engine(url)
+        inspector = sa.inspect(engine)
+        columns = {column["name"]: column for column in inspector.get_columns("prediction_log")}
+        assert type(columns["request_body"]["type"]).__name__ == "JSONB"
+        assert str(columns["received_at"]["type"]) == "TIMESTAMP"
+        assert columns["received_at"]["type"].timezone
+        indexes = {index["name"] for index in inspector.get_indexes("prediction_log")}
+        assert {"ix_prediction_log_received_at", "ix_prediction_log_status_received_at",
+                "ix_prediction_log_model_received_at"} <= indexes
+        unique = inspector.get_unique_constraints("prediction_log")
+        assert any(constraint["column_names"] == ["request_id"] for constraint in unique)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        engine.dispose()
+    finally:
+        drop_database(url)
+
+
+def test_the_same_code_runs_on_embedded_sqlite(tmp_path, store):
+    from flask_app import create_app
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    migrate_to_head(url)
+    app = create_app({"DATABASE_URL": url, "MODEL_DIR": str(store), "LOG_SPOOL_DIR": str(tmp_path / "spool"),
+                      "SPOOL_REPLAY_SECONDS": 0, "ADMIN_TOKEN": "t"})
+    client = app.test_client()
+    ok = predict(client)
+    bad = predict(client, {"instances": [dict(BOSTON_ROW, ZN="x")]})
+    assert (ok.status_code, bad.status_code) == (200, 400)
+    listing = client.get("/predictions", headers={"Authorization": "Bearer t"}).get_json()
+    assert [item["status"] for item in listing["items"]] == [400, 200]
+    assert listing["items"][1]["response_body"] == ok.get_json()
+    from flask_app.extensions import db
+
+    with app.app_context():
+        db.engine.dispose()
