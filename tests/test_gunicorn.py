@@ -1,0 +1,163 @@
+"""The service under real gunicorn workers: hot swap reaches every worker, SIGTERM loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from .conftest import ADMIN, BOSTON_ROW, train_into
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+N_WORKERS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(url: str, body: dict | None = None, headers: dict | None = None, timeout: float = 10) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})},
+                                     method="POST" if body is not None or headers else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+class Server:
+    def __init__(self, tmp_path: Path, settings: dict):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        metrics_dir = tmp_path / "prometheus"
+        metrics_dir.mkdir()
+        env = dict(os.environ, PYTHONPATH=str(ROOT), PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+                   **{key: str(value) for key, value in settings.items()})
+        env["SPOOL_REPLAY_SECONDS"] = "0.5"
+        gunicorn = Path(sys.executable).parent / "gunicorn"
+        self.log = tmp_path / "gunicorn.log"
+        self.log_file = open(self.log, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [str(gunicorn), "--workers", str(N_WORKERS), "--bind", f"127.0.0.1:{self.port}",
+             "--graceful-timeout", "15", "--log-level", "warning", "flask_app.wsgi:app"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=self.log_file,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if call(f"{self.url}/ready", timeout=2)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("gunicorn did not become ready:\n" + self.log.read_text()[-3000:])
+
+    def predict(self) -> tuple[int, dict]:
+        return call(f"{self.url}/predict", {"instances": [BOSTON_ROW]})
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self.log_file.close()
+        return code
+
+
+@pytest.fixture
+def server(tmp_path, settings, app):  # app: starts each test with an empty log table
+    running = Server(tmp_path, settings)
+    yield running
+    running.stop()
+
+
+def logged_ids(database_url: str) -> list[str]:
+    engine = sa.create_engine(database_url)
+    with engine.connect() as conn:
+        ids = list(conn.execute(sa.text("SELECT request_id FROM prediction_log")).scalars())
+    engine.dispose()
+    return ids
+
+
+def versions_seen(server: Server, n: int) -> set[str]:
+    seen = set()
+    for _ in range(n):
+        status, body = server.predict()
+        assert status == 200, body
+        seen.add(body["model"]["version"])
+    return seen
+
+
+def test_activation_reaches_every_worker(server, store, keys):
+    (old,) = versions_seen(server, 60)  # every worker has loaded and served the old version
+    new = train_into(store, "--max-neighbors", "2", signing_key=keys["trusted"]).name
+    status, body = call(f"{server.url}/models/{new}/activate", headers=ADMIN)
+    assert status == 200, body
+    activated_at = time.monotonic()
+    answers = [server.predict() for _ in range(200)]
+    assert {body["model"]["version"] for _, body in answers} == {new}
+    assert time.monotonic() - activated_at < 10
+    # learn.py --activate on the same store has the same effect on the running workers.
+    newer = train_into(store, "--max-neighbors", "3", "--activate").name
+    assert versions_seen(server, 200) == {newer} != {old}
+
+
+def test_metrics_add_up_across_workers(server):
+    for _ in range(30):
+        assert server.predict()[0] == 200
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    line = next(line for line in text.splitlines()
+                if line.startswith('http_requests_total{endpoint="/predict",method="POST",status="200"}'))
+    assert float(line.rsplit(" ", 1)[1]) == 30
+
+
+def test_sigterm_finishes_in_flight_requests_and_loses_no_log_row(server, settings):
+    answered: list[str] = []
+    refused = 0
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client() -> None:
+        nonlocal refused
+        while not stop.is_set():
+            try:
+                status, body = server.predict()
+            except OSError:
+                with lock:
+                    refused += 1
+                if server.process.poll() is not None:
+                    return
+                time.sleep(0.01)
+                continue
+            assert status == 200
+            with lock:
+                answered.append(body["request_id"])
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=60) == 0
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(answered) > 50
+    assert sorted(logged_ids(settings["DATABASE_URL"])) == sorted(answered)
