@@ -25,6 +25,7 @@ from ml_models import bundle
 
 from .drift import ood_scores
 from .errors import ModelRefused, ModelUnavailable, NotFound
+from .predictor import ExactKNN, build_predictor
 from .validation import Validator
 
 log = logging.getLogger("flask_app.registry")
@@ -55,34 +56,31 @@ class ServedModel:
         self.train_distances = loaded.reference.get("neighbour_distances")
         self.ood_quantile = ood_quantile
         self.loaded_at = time.time()
-        model = loaded.model
-        self.pipeline = model
-        self.scaler = model.named_steps.get("scale") if hasattr(model, "named_steps") else None
-        self.knn = model.named_steps.get("knn") if hasattr(model, "named_steps") else None
-        self.classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])]
+        self.classes = [int(c) for c in self.info.get("classes", [])]
+        self.predictor = build_predictor(loaded.model, self.task, bundle.golden_matrix(self.info), self.reference)
 
     @property
     def identity(self) -> dict[str, str]:
         return {"name": self.name, "version": self.version, "sha256": self.sha256}
 
-    def predict(self, X: np.ndarray) -> Prediction:
-        if self.task == "classification":
-            proba = self.pipeline.predict_proba(X)
-            labels = [self.classes[i] for i in proba.argmax(axis=1)]
-            probabilities = [
-                {str(c): round(float(p), 6) for c, p in zip(self.classes, row, strict=True)} for row in proba
-            ]
-        else:
-            labels = self.pipeline.predict(X).tolist()
-            probabilities = None
-        return Prediction(labels, probabilities, self.ood(X))
+    @property
+    def fast_path(self) -> bool:
+        return isinstance(self.predictor, ExactKNN)
 
-    def ood(self, X: np.ndarray) -> list[dict[str, Any]]:
-        if self.knn is None or self.scaler is None or self.train_distances is None:
+    def predict(self, X: np.ndarray) -> Prediction:
+        output = self.predictor.predict(X)
+        probabilities = None
+        if output.proba is not None:
+            names = [str(c) for c in self.classes]
+            probabilities = [dict(zip(names, row, strict=True)) for row in np.round(output.proba, 6).tolist()]
+        return Prediction(output.values.tolist(), probabilities, self.ood(output.mean_distance))
+
+    def ood(self, mean_distance: np.ndarray | None) -> list[dict[str, Any]]:
+        if mean_distance is None or self.train_distances is None:
             return []
-        distances, _ = self.knn.kneighbors(self.scaler.transform(X))
-        scores = ood_scores(self.train_distances, distances.mean(axis=1))
-        return [{"score": round(float(s), 4), "flagged": bool(s > self.ood_quantile)} for s in scores]
+        scores = ood_scores(self.train_distances, mean_distance)
+        threshold = self.ood_quantile
+        return [{"score": score, "flagged": score > threshold} for score in np.round(scores, 4).tolist()]
 
 
 @dataclass

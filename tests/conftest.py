@@ -205,3 +205,11 @@ def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("CI") and _skipped_postgres:
         print(f"\nCI: {len(_skipped_postgres)} PostgreSQL tests were skipped; failing the run.")
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def heart_bundle(tmp_path_factory) -> Path:
+    """A heart-disease classifier bundle (unsigned), trained once per session."""
+    store = tmp_path_factory.mktemp("heart-store")
+    return train_into(store, "--data", str(DATA_DIR / "heart.csv"), "--target", "target", "--name", "heart-knn",
+                      "--max-neighbors", "12")
