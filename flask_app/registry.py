@@ -179,9 +179,7 @@ class ModelRegistry:
                 log.info("model loaded name=%s version=%s sha256=%s", name, version, slot.served.sha256)
             except ModelRefused as exc:
                 slot.error = exc.detail
-                self.on_load_failure(name, exc.extra.get("verdict", "error"))
-                log.error("model refused name=%s version=%s reason=%s; still serving %s",
-                          name, version, exc.detail, slot.served.version if slot.served else "nothing")
+                log.error("still serving name=%s version=%s", name, slot.served.version if slot.served else "nothing")
 
     def _load(self, name: str, version: str) -> ServedModel:
         try:
@@ -193,6 +191,10 @@ class ModelRegistry:
         try:
             loaded = bundle.load(path, self.verify_key)
         except bundle.BundleError as exc:
+            # The audit line for every refused bundle, at start-up, on reload and on activation.
+            log.error("model refused name=%s version=%s verdict=%s detail=%s",
+                      name, version, exc.verdict.value, exc.detail)
+            self.on_load_failure(name, exc.verdict.value)
             raise ModelRefused(f"{name}/{version} refused: {exc.verdict.value}: {exc.detail}",
                                verdict=exc.verdict.value) from None
         return ServedModel(loaded, self.max_rows, self.ood_quantile)

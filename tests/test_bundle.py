@@ -5,33 +5,16 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-from pathlib import Path
 
 import pytest
-import yaml
 
 from ml_models import bundle
+
+from .tampering import Sentinel, recompute_hashes, rewrite_info
 
 
 def public(keys, label="trusted"):
     return bundle.load_public_key(keys[f"{label}_public"])
-
-
-def rewrite_info(path: Path, change, signing_key: Path | None = None) -> None:
-    """Edit model_info.yaml; re-sign it with ``signing_key`` when given (an insider's edit)."""
-    info = yaml.safe_load((path / bundle.INFO_FILE).read_bytes())
-    change(info)
-    data = bundle.dump_info(info)
-    (path / bundle.INFO_FILE).write_bytes(data)
-    if signing_key is not None:
-        (path / bundle.SIGNATURE_FILE).write_bytes(bundle.sign_bytes(bundle.load_private_key(signing_key), data))
-
-
-def recompute_hashes(path: Path, filename: str):
-    def change(info):
-        info["files"][filename] = bundle.file_digests(path / filename)
-
-    return change
 
 
 def test_untouched_bundle_verifies(bundle_dir, keys):
@@ -112,16 +95,6 @@ def test_wrong_golden_prediction_is_refused_after_unpickling(bundle_dir, keys):
     with pytest.raises(bundle.BundleError) as caught:
         bundle.load(bundle_dir, public(keys))
     assert caught.value.verdict is bundle.Verdict.GOLDEN_MISMATCH
-
-
-class Sentinel:
-    """Unpickling this creates a file: proof that a pickle was loaded."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def __reduce__(self):
-        return (open, (self.path, "w"))
 
 
 @pytest.mark.parametrize("with_key", [True, False], ids=["verify-key", "hashes-only"])

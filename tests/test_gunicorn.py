@@ -17,7 +17,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from ml_models import bundle
+
 from .conftest import ADMIN, BOSTON_ROW, train_into
+from .tampering import TAMPERS, flip_byte_keep_hashes, signed_copy
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -161,3 +164,54 @@ def test_sigterm_finishes_in_flight_requests_and_loses_no_log_row(server, settin
         thread.join(timeout=30)
     assert len(answered) > 50
     assert sorted(logged_ids(settings["DATABASE_URL"])) == sorted(answered)
+
+
+@pytest.fixture
+def guarded_server(tmp_path, settings, keys, app):
+    """A server that only accepts bundles signed by the trusted key."""
+    running = Server(tmp_path, dict(settings, MODEL_VERIFY_KEY=keys["trusted_public"]))
+    yield running
+    running.stop()
+
+
+def test_tampered_bundles_are_refused_by_the_running_service(guarded_server, store, keys, tmp_path):
+    (old,) = versions_seen(guarded_server, 10)
+    active_dir = store / "boston-knn" / old
+    for index, (case, (tamper, verdict)) in enumerate(TAMPERS.items()):
+        path = signed_copy(active_dir, f"29990101T0000{index:02d}Z", keys["trusted"])
+        tamper(path, keys)
+        status, problem = call(f"{guarded_server.url}/models/{path.name}/activate", headers=ADMIN)
+        assert status == 409, (case, problem)
+        assert verdict.value in problem["detail"], (case, problem)
+        assert versions_seen(guarded_server, 5) == {old}, case
+        audit = guarded_server.log.read_text()
+        assert f"model refused name=boston-knn version={path.name} verdict={verdict.value}" in audit, case
+    assert not (tmp_path / "pwned").exists() and not (store.parent / "pwned").exists()
+
+
+def test_a_tampered_active_bundle_is_refused_at_start_up(tmp_path, settings, keys, store, app):
+    active = store / "boston-knn" / bundle.read_active(store, "boston-knn")
+    flip_byte_keep_hashes(active, keys)
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **{key: str(value) for key, value in settings.items()},
+               MODEL_VERIFY_KEY=str(keys["trusted_public"]))
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    with open(tmp_path / "start.log", "wb") as log_file:
+        process = subprocess.Popen([str(gunicorn), "--workers", "1", "--bind", f"127.0.0.1:{port}",
+                                    "flask_app.wsgi:app"], cwd=tmp_path, env=env, stderr=log_file)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    status, body = call(f"http://127.0.0.1:{port}/ready", timeout=2)
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+            assert status == 503 and "bad_signature" in " ".join(body["reasons"])
+            status, problem = call(f"http://127.0.0.1:{port}/predict", {"instances": [BOSTON_ROW]})
+            assert status == 503 and problem["title"] == "Model unavailable"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+    assert "model refused name=boston-knn" in (tmp_path / "start.log").read_text()
