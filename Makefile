@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_DATABASE_URL
 
-.PHONY: test lint install-dev clean
+.PHONY: test lint install-dev bench faults e2e clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -21,6 +21,16 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(PYTHON) -m pytest
+
+# Not part of CI: they take minutes and print figures rather than pass or fail.
+bench: $(STAMP)
+	$(PYTHON) bench/run.py
+
+faults: $(STAMP)
+	$(PYTHON) -m tests.fault_run
+
+e2e:
+	bash scripts/e2e.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
