@@ -102,7 +102,8 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     from flask import Response, g
 
     g.response_body = body
-    response = Response(json.dumps(body), status=body["status"], mimetype=PROBLEM_MIMETYPE)
+    g.response_text = json.dumps(body)
+    response = Response(g.response_text, status=body["status"], mimetype=PROBLEM_MIMETYPE)
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response

@@ -73,6 +73,23 @@ COLUMNS = [column.name for column in PredictionLog.__table__.columns if column.n
 TEXT_COLUMNS = ("request_id", "endpoint", "error", "request_raw", "client_addr")
 
 
+class RawJSON(str):
+    """JSON text that is stored as it is, so a large body is not serialised a second time.
+
+    Only for text that is valid JSON already: a request body that parsed,
+    or an answer this service serialised.
+    """
+
+    @classmethod
+    def from_text(cls, text: str) -> RawJSON:
+        # jsonb refuses U+0000; line breaks outside strings are insignificant and would split a spool line.
+        if "\\u0000" in text:
+            text = text.replace("\\u0000", "\\ufffd")
+        if "\n" in text or "\r" in text:
+            text = text.replace("\r", " ").replace("\n", " ")
+        return cls(text)
+
+
 def safe_json_dumps(value: Any) -> str:
     """JSON that PostgreSQL's jsonb accepts.
 
@@ -80,6 +97,8 @@ def safe_json_dumps(value: Any) -> str:
     that overflowed, such as 1e999 in a refused request, is stored as the
     string "Infinity").
     """
+    if isinstance(value, RawJSON):
+        return value
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
@@ -127,6 +146,15 @@ class PredictionLogWriter:
         self._thread: threading.Thread | None = None
         self.spooled_total = 0
 
+    @property
+    def engine(self) -> sa.Engine:
+        return self._engine
+
+    @engine.setter
+    def engine(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+
     # -- the request path ---------------------------------------------------------
 
     def write(self, row: dict[str, Any]) -> tuple[str, bool]:
@@ -150,13 +178,19 @@ class PredictionLogWriter:
         return row["request_id"], True
 
     def _insert_rows(self, rows: list[dict[str, Any]]) -> list[str]:
-        """Insert rows idempotently in one transaction; returns their stored request ids."""
+        """Insert rows idempotently; returns their stored request ids.
+
+        One row (the request path) is a single autocommitted statement: one
+        round trip to the database. Several rows (a replay) share one
+        transaction.
+        """
         stored = [row["request_id"] for row in rows]
         statement = self._insert.on_conflict_do_nothing(index_elements=["request_id"]).returning(
             self.table.c.request_id
         )
-        with self.engine.begin() as conn:
-            inserted = set(conn.execute(statement, rows).scalars())
+        single = len(rows) == 1
+        with (self._autocommit.connect() if single else self.engine.begin()) as conn:
+            inserted = set(conn.execute(statement, rows[0] if single else rows).scalars())
             for index, row in enumerate(rows):
                 if row["request_id"] in inserted:
                     continue
@@ -173,7 +207,7 @@ class PredictionLogWriter:
     # -- the spool ------------------------------------------------------------------
 
     def _spool(self, row: dict[str, Any]) -> None:
-        line = (safe_json_dumps(_spoolable(row)) + "\n").encode("utf-8")
+        line = _spool_line(row)
         with self._spool_lock:
             try:
                 fd = self._own_spool_fd()
@@ -275,8 +309,13 @@ class PredictionLogWriter:
             log.exception("prediction log: final spool replay failed")
 
 
-def _spoolable(row: dict[str, Any]) -> dict[str, Any]:
-    return dict(row, received_at=row["received_at"].isoformat())
+def _spool_line(row: dict[str, Any]) -> bytes:
+    """One JSON line; raw JSON values are spliced in as they are, so they come back as JSON values."""
+    plain = {key: value for key, value in row.items() if not isinstance(value, RawJSON)}
+    plain["received_at"] = row["received_at"].isoformat()
+    text = safe_json_dumps(plain)
+    raw = "".join(f',"{key}":{value}' for key, value in row.items() if isinstance(value, RawJSON))
+    return (text[:-1] + raw + "}\n").encode("utf-8")
 
 
 def _read_spool(fd: int) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from flask import Flask, Response, current_app, g, request
 
 from . import metrics
 from .errors import LogUnavailable, problem_body, problem_response
-from .prediction_log import SpoolError, raw_text
+from .prediction_log import RawJSON, SpoolError, raw_text
 
 access_log = logging.getLogger("flask_app.access")
 
@@ -86,7 +86,8 @@ def build_row(response: Response, latency: float, raw_limit: int) -> dict[str, A
     payload = g.get("payload")
     request_body, request_raw, truncated = None, None, False
     if payload is not None:
-        request_body = payload
+        # The body parsed as JSON: store its text rather than serialise the parsed value again.
+        request_body = RawJSON.from_text(request.get_data(cache=True).decode("utf-8"))
     elif response.status_code != 413:
         raw = request.get_data(cache=True)
         if raw:
@@ -109,7 +110,7 @@ def build_row(response: Response, latency: float, raw_limit: int) -> dict[str, A
         "request_body": request_body,
         "request_raw": request_raw,
         "request_truncated": truncated,
-        "response_body": body,
+        "response_body": RawJSON.from_text(g.response_text) if g.get("response_text") else body,
         "error": _error_summary(body) if response.status_code >= 400 else None,
         "client_addr": (request.remote_addr or "")[:64] or None,
     }

@@ -13,8 +13,10 @@ Two layers, both free of Flask:
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +28,7 @@ from .errors import InvalidInput, MalformedBody
 MAX_REPORTED_ERRORS = 100
 MAX_REPORTED_WARNINGS = 200
 _NUMBER_TYPES = (int, float)
+_NUMBER_TYPE_SET = frozenset(_NUMBER_TYPES)
 
 
 class _DuplicateKey(ValueError):
@@ -164,6 +167,7 @@ class Validator:
         self.features = [Feature.from_info(entry) for entry in features]
         self.names = [feature.name for feature in self.features]
         self.name_set = frozenset(self.names)
+        self._pick = operator.itemgetter(*self.names)
         self.n_features = len(self.features)
         self.max_rows = max_rows
         self.minimum = np.array([f.minimum for f in self.features])
@@ -228,6 +232,7 @@ class Validator:
     # -- fast path: well-formed batches, vectorised ---------------------------
 
     def _fast_matrix(self, rows: list[Any]) -> np.ndarray | None:
+        """The matrix of a well-formed batch, or None to let the slow path explain what is wrong."""
         n = self.n_features
         first = rows[0]
         if type(first) is list:
@@ -235,20 +240,20 @@ class Validator:
                 return None
             values = rows
         elif type(first) is dict:
-            names, name_set = self.names, self.name_set
+            name_set = self.name_set
             if not all(type(row) is dict and row.keys() == name_set for row in rows):
                 return None
-            values = [[row[name] for name in names] for row in rows]
+            values = list(map(self._pick, rows))
         else:
             return None
-        number_types = _NUMBER_TYPES
-        if not all(type(value) in number_types for row in values for value in row):
+        # NumPy would turn True and "2.5" into numbers: only int and float may pass.
+        if not set(map(type, itertools.chain.from_iterable(values))) <= _NUMBER_TYPE_SET:
             return None
         try:
             X = np.array(values, dtype=float)
-        except OverflowError:
+        except (ValueError, TypeError, OverflowError):
             return None
-        return X if np.isfinite(X).all() else None
+        return X if X.ndim == 2 and np.isfinite(X).all() else None
 
     def _domain_ok(self, X: np.ndarray) -> bool:
         if self.nonnegative.any() and (X[:, self.nonnegative] < 0).any():

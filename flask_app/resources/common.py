@@ -39,7 +39,8 @@ def read_json_body() -> Any:
 
 def json_response(body: dict[str, Any], status: int = 200) -> Response:
     g.response_body = body
-    return Response(json.dumps(body, separators=(",", ":")), status=status, mimetype="application/json")
+    g.response_text = json.dumps(body, separators=(",", ":"))
+    return Response(g.response_text, status=status, mimetype="application/json")
 
 
 def int_arg(name: str, default: int, low: int, high: int) -> int:
