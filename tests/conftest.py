@@ -114,13 +114,17 @@ def migrate_to_head(url: str) -> None:
 
     from flask_app import MIGRATIONS_DIR, create_app
 
+    spool = tempfile.mkdtemp(prefix="spool-")
     app = create_app({"DATABASE_URL": url, "MODEL_DIR": "/nonexistent", "SPOOL_REPLAY_SECONDS": 0,
-                      "LOG_SPOOL_DIR": tempfile.mkdtemp(prefix="spool-")})
-    with app.app_context():
-        upgrade(directory=str(MIGRATIONS_DIR))
-        from flask_app.extensions import db
+                      "LOG_SPOOL_DIR": spool})
+    try:
+        with app.app_context():
+            upgrade(directory=str(MIGRATIONS_DIR))
+            from flask_app.extensions import db
 
-        db.engine.dispose()
+            db.engine.dispose()
+    finally:
+        shutil.rmtree(spool, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

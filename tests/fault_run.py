@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -192,6 +193,7 @@ def run(duration: float = 60.0, workers: int = 3, concurrency: int = 8, bad_shar
             process.kill()
         ensure_postgres_running()
         drop_database(database)
+        shutil.rmtree(work, ignore_errors=True)
     return report.summary()
 
 
