@@ -61,7 +61,7 @@ def progress(done: int, total: int) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model name (default: the service's default model, POST /predict)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--target", default="MEDV")
-    parser.add_argument("--drop", default="B", help="comma-separated columns the model does not take (default: B, which the Boston model leaves out)")
+    parser.add_argument("--drop", default="B",
+                        help="comma-separated columns the model does not take (default: B, which the Boston model "
+                             "leaves out)")
     parser.add_argument("--batch", type=int, default=1, help="rows per request (default 1)")
     parser.add_argument("--workers", type=int, default=1, help="requests in parallel (default 1)")
     parser.add_argument("--limit", type=int, help="use only the first N rows")
