@@ -27,6 +27,9 @@ from .errors import InvalidInput, MalformedBody
 # Reported problems are capped so that a hostile batch cannot make the answer huge.
 MAX_REPORTED_ERRORS = 100
 MAX_REPORTED_WARNINGS = 200
+# No feature a model here is trained on comes near this; larger magnitudes would
+# overflow the scaled distances, so they are refused as outside every domain.
+MAX_ABS_VALUE = 1e12
 _NUMBER_TYPES = (int, float)
 _NUMBER_TYPE_SET = frozenset(_NUMBER_TYPES)
 
@@ -253,7 +256,8 @@ class Validator:
             X = np.array(values, dtype=float)
         except (ValueError, TypeError, OverflowError):
             return None
-        return X if X.ndim == 2 and np.isfinite(X).all() else None
+        # NaN fails the comparison too.
+        return X if X.ndim == 2 and (np.abs(X) <= MAX_ABS_VALUE).all() else None
 
     def _domain_ok(self, X: np.ndarray) -> bool:
         if self.nonnegative.any() and (X[:, self.nonnegative] < 0).any():
@@ -316,4 +320,6 @@ class Validator:
             return "number is too large"
         if not math.isfinite(number):
             return "number is not finite (it overflows a 64-bit float)"
+        if abs(number) > MAX_ABS_VALUE:
+            return f"number is too large (the magnitude may be at most {MAX_ABS_VALUE:g})"
         return feature.domain_problem(number)
