@@ -386,6 +386,8 @@ def query(
     offset: int = 0,
 ) -> tuple[list[PredictionLog], int]:
     """Rows newest first, with the total that matches the filters."""
+    if any(value is not None and "\x00" in value for value in (model_name, model_version)):
+        return [], 0  # no stored text holds U+0000 (PostgreSQL text cannot)
     statement = sa.select(PredictionLog)
     if status is not None:
         statement = statement.where(PredictionLog.status == status)
@@ -405,6 +407,8 @@ def query(
 
 
 def find(request_id: str) -> PredictionLog | None:
+    if "\x00" in request_id:
+        return None
     return db.session.scalar(sa.select(PredictionLog).where(PredictionLog.request_id == request_id))
 
 

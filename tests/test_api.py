@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .conftest import BOSTON_FEATURES, BOSTON_ROW
+from .conftest import ADMIN_TOKEN, BOSTON_FEATURES, BOSTON_ROW
 
 
 def post(client, body, content_type="application/json", **headers):
@@ -161,3 +161,31 @@ def test_health_ready_model_models(client):
     models = client.get("/models").get_json()
     (version,) = models["models"]["boston-knn"]
     assert version["active"] and version["verified"]
+
+
+@pytest.mark.parametrize(("method", "url"), [
+    ("POST", "/predict?model=heart-knn"),
+    ("GET", "/predictions?limt=10"),
+    ("GET", "/monitoring/drift?windows=50"),
+    ("GET", "/models?all=1"),
+])
+def test_an_unknown_query_parameter_is_named_in_a_400(client, method, url):
+    response = client.open(url, method=method, json={"instances": [BOSTON_ROW]},
+                           headers={"Authorization": "Bearer " + ADMIN_TOKEN})
+    assert response.status_code == 400 and response.content_type == "application/problem+json"
+    name = url.split("?")[1].split("=")[0]
+    assert response.get_json()["errors"] == [{"location": f"query/{name}", "message": "unknown query parameter"}]
+
+
+def test_probes_ignore_query_strings(client):
+    assert client.get("/health?probe=lb").status_code == 200
+    assert client.get("/ready?x=1").status_code == 200
+
+
+def test_filters_holding_nul_match_nothing(client):
+    admin = {"Authorization": "Bearer " + ADMIN_TOKEN}
+    assert post(client, {"instances": [BOSTON_ROW]}).status_code == 200
+    listed = client.get("/predictions?model=boston-knn%00", headers=admin)
+    assert listed.status_code == 200 and listed.get_json()["total"] == 0
+    assert client.get("/predictions/abc%00", headers=admin).status_code == 404
+    assert client.get("/monitoring/drift?model=boston%00").status_code == 404

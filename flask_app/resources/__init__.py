@@ -7,7 +7,7 @@ from flask_restful import Api
 from .health import Health, Ready
 from .models import Activate, ActiveModel, ModelList, NamedModel, NamedModelActivate
 from .monitoring import Drift, Metrics
-from .openapi import OpenApi
+from .openapi import OpenApi, reject_unknown_query_parameters
 from .predict import ModelPredict, Predict
 from .predictions import PredictionItem, PredictionList
 
@@ -20,6 +20,7 @@ class ProblemApi(Api):
 
 
 def register_resources(app) -> None:
+    app.before_request(reject_unknown_query_parameters)
     api = ProblemApi(app, catch_all_404s=False)
     api.add_resource(Predict, "/predict")
     api.add_resource(Health, "/health")

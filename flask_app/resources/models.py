@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from flask import request
 from flask_restful import Resource
 
@@ -78,8 +80,10 @@ def dry_run(name: str, version: str):
     try:
         tolerance = float(request.args.get("tolerance", DEFAULT_TOLERANCE))
     except ValueError:
-        raise InvalidInput("tolerance must be a number.",
-                           [{"location": "query/tolerance", "message": "not a number"}]) from None
+        tolerance = math.nan
+    if not 0 <= tolerance <= 1e12:
+        raise InvalidInput("tolerance must be a number between 0 and 1e12.",
+                           [{"location": "query/tolerance", "message": "not a number between 0 and 1e12"}])
     candidate = registry().candidate(name, version)
     active = registry().get(name)
     logged = prediction_log.recent_accepted(name, active.version, n)

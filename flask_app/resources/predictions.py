@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from flask import request
 from flask_restful import Resource
@@ -16,11 +17,13 @@ MAX_PAGE = 500
 
 
 def time_arg(name: str) -> dt.datetime | None:
+    """An RFC 3339 / ISO 8601 time; a leap second (:60) counts as the second before it."""
     raw = request.args.get(name)
     if raw is None:
         return None
+    text = re.sub(r"(T\d\d:\d\d):60", r"\1:59", raw.upper().replace("Z", "+00:00"))
     try:
-        value = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        value = dt.datetime.fromisoformat(text)
     except ValueError:
         raise InvalidInput(f"{name} must be an ISO 8601 time.",
                            [{"location": f"query/{name}", "message": "not an ISO 8601 time"}]) from None
