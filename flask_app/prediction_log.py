@@ -31,7 +31,8 @@ from .extensions import db
 
 log = logging.getLogger("flask_app.prediction_log")
 
-JSONDocument = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# json, not jsonb, on PostgreSQL: the body's text is kept as it came (see migration 0002).
+JSONDocument = sa.JSON()
 # After a failed write the database is not retried for this long; rows go to the spool.
 DB_RETRY_SECONDS = 1.0
 REPLAY_BATCH = 500

@@ -221,7 +221,7 @@ def test_migrations_build_the_schema_from_an_empty_database(pg_server):
         engine = sa.create_engine(url)
         inspector = sa.inspect(engine)
         columns = {column["name"]: column for column in inspector.get_columns("prediction_log")}
-        assert type(columns["request_body"]["type"]).__name__ == "JSONB"
+        assert type(columns["request_body"]["type"]).__name__ == "JSON"
         assert str(columns["received_at"]["type"]) == "TIMESTAMP"
         assert columns["received_at"]["type"].timezone
         indexes = {index["name"] for index in inspector.get_indexes("prediction_log")}
@@ -230,7 +230,11 @@ def test_migrations_build_the_schema_from_an_empty_database(pg_server):
         unique = inspector.get_unique_constraints("prediction_log")
         assert any(constraint["column_names"] == ["request_id"] for constraint in unique)
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            compression = conn.execute(sa.text(
+                "SELECT attcompression FROM pg_attribute WHERE attrelid = 'prediction_log'::regclass"
+                " AND attname = 'request_body'")).scalar()
+            assert compression == "l", "bodies are lz4-compressed"
         engine.dispose()
     finally:
         drop_database(url)
