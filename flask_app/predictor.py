@@ -3,16 +3,15 @@
 scikit-learn spends about 0.7 ms of call overhead on a one-row KNN predict
 whose arithmetic takes microseconds. For ``Pipeline(StandardScaler,
 KNeighbors{Regressor,Classifier})`` with the Euclidean metric this module
-finds the neighbours itself (NumPy: exact distances for small batches, a
-matrix product to shortlist candidates for large ones), then aggregates
-exactly as scikit-learn does. The same neighbour distances give the out-of-distribution
+finds the neighbours itself for small batches (NumPy, brute force) and asks
+the fitted tree once for large ones, then aggregates exactly as
+scikit-learn does. The same neighbour distances give the out-of-distribution
 score, so a request never searches twice.
 
 Exactness guards:
 - ``compile`` accepts only the estimator types and parameters it reproduces;
 - a row whose k-th and (k+1)-th neighbours are equidistant (a tie that
-  scikit-learn may break differently), or whose shortlist might miss a
-  neighbour, is answered through the fitted tree;
+  scikit-learn may break differently) is answered through the fitted tree;
 - at load time the results are compared with the pipeline's own ``predict``
   (and ``predict_proba``) on the golden rows and on jittered training rows;
   any difference disables this path for that model.
@@ -29,13 +28,8 @@ import numpy as np
 
 log = logging.getLogger("flask_app.predictor")
 
-# Up to this many rows every distance is computed from the differences; above, a matrix product
-# ranks the training rows first.
+# Up to this many rows, brute force in NumPy beats a call into the KD tree.
 BRUTE_MAX_ROWS = 64
-# Candidates beyond the k + 1 nearest by rank whose exact distances are computed.
-CANDIDATE_MARGIN = 8
-# Bound on the relative rounding error of the rank (|y|² - 2x·y) against |x - y|².
-RANKING_RTOL = 1e-12
 # Relative gap under which the k-th and (k+1)-th neighbour distances count as a tie.
 TIE_RTOL = 1e-9
 CHECK_RTOL = 1e-9
@@ -79,9 +73,6 @@ class ExactKNN:
         self.mean = scaler.mean_ if scaler.with_mean else np.zeros(scaler.n_features_in_)
         self.scale = scaler.scale_ if scaler.with_std else np.ones(scaler.n_features_in_)
         self.fit_X = np.ascontiguousarray(knn._fit_X)
-        self.fit_X_T = np.ascontiguousarray(self.fit_X.T)
-        self.fit_sq_norm = np.einsum("ij,ij->i", self.fit_X, self.fit_X)
-        self.fit_sq_norm_max = float(self.fit_sq_norm.max())
         self.y = np.asarray(knn._y)
         self.k = int(knn.n_neighbors)
         self.distance_weighted = knn.weights == "distance"
@@ -110,45 +101,20 @@ class ExactKNN:
     # -- neighbours -----------------------------------------------------------------
 
     def neighbours(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(distances, indices) of each row's k nearest training rows, nearest first.
-
-        Small batches: every distance from the differences. Large ones: a
-        matrix product ranks the training rows (|y|² - 2x·y orders them as
-        |x - y|² does), the k + 1 + CANDIDATE_MARGIN best get their distance
-        from the differences, and a row whose ranking error could have left
-        a closer row out goes to the tree.
-        """
+        """(distances, indices) of each row's k nearest training rows, nearest first."""
         Xs = (X - self.mean) / self.scale
+        if len(Xs) > BRUTE_MAX_ROWS:
+            return self.knn.kneighbors(Xs)
+        diff = Xs[:, None, :] - self.fit_X[None, :, :]
+        squared = np.einsum("ijk,ijk->ij", diff, diff)
         k = self.k
-        if len(Xs) <= BRUTE_MAX_ROWS:
-            diff = Xs[:, None, :] - self.fit_X[None, :, :]
-            squared = np.einsum("ijk,ijk->ij", diff, diff)
-            candidates = np.argpartition(squared, k, axis=1)[:, : k + 1]
-            candidate_sq = np.take_along_axis(squared, candidates, axis=1)
-            unsure = None
-        else:
-            ranking = Xs @ self.fit_X_T
-            ranking *= -2.0
-            ranking += self.fit_sq_norm
-            n_candidates = min(k + 1 + CANDIDATE_MARGIN, len(self.fit_X))
-            candidates = np.argpartition(ranking, n_candidates - 1, axis=1)[:, :n_candidates]
-            diff = Xs[:, None, :] - self.fit_X[candidates]
-            candidate_sq = np.einsum("ijk,ijk->ij", diff, diff)
-            # A row left out ranks at or above the worst candidate's rank; its true squared distance is
-            # at least that rank + |x|² minus the rounding error of the product.
-            x_sq_norm = np.einsum("ij,ij->i", Xs, Xs)
-            floor = np.take_along_axis(ranking, candidates, axis=1).max(axis=1) + x_sq_norm
-            error = RANKING_RTOL * (x_sq_norm + self.fit_sq_norm_max + 1.0)
-            unsure = np.sort(candidate_sq, axis=1)[:, k] > floor - error
-            if n_candidates == len(self.fit_X):
-                unsure[:] = False
+        candidates = np.argpartition(squared, k, axis=1)[:, : k + 1]
+        candidate_sq = np.take_along_axis(squared, candidates, axis=1)
         order = np.argsort(candidate_sq, axis=1, kind="stable")
         candidates = np.take_along_axis(candidates, order, axis=1)
         candidate_sq = np.take_along_axis(candidate_sq, order, axis=1)
         distances = np.sqrt(candidate_sq)
         tied = np.abs(distances[:, k] - distances[:, k - 1]) <= TIE_RTOL * np.maximum(distances[:, k], 1e-300)
-        if unsure is not None:
-            tied |= unsure
         indices, distances = candidates[:, :k], distances[:, :k]
         if tied.any():
             tree_distances, tree_indices = self.knn.kneighbors(Xs[tied])

@@ -54,10 +54,6 @@ def test_ties_among_equidistant_neighbours_follow_scikit_learn(weights, seed):
     predictor = ExactKNN.compile(pipeline, "regression")
     queries = np.array([[2.5, 2.5], [1.5, 3.0], [0.0, 0.0], [4.5, 4.5], [3.0, 3.0], [0.5, 0.5], [2.5, 0.0]])
     np.testing.assert_allclose(predictor.predict(queries).values, pipeline.predict(queries), rtol=1e-12)
-    # The same rows in a batch large enough for the shortlisting path.
-    batch = np.tile(queries, (BRUTE_MAX_ROWS // len(queries) + 2, 1))
-    assert len(batch) > BRUTE_MAX_ROWS
-    np.testing.assert_allclose(predictor.predict(batch).values, pipeline.predict(batch), rtol=1e-12)
 
 
 def test_unsupported_pipelines_use_their_own_predict(bundle_dir):
