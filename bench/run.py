@@ -635,7 +635,6 @@ def main(argv: list[str] | None = None) -> int:
             PROMETHEUS_MULTIPROC_DIR=str(prom_dir),
             ADMIN_TOKEN="bench-admin-token",  # noqa: S106 - a throwaway service on loopback
             GUNICORN_WORKERS=str(WORKERS),
-            GUNICORN_THREADS="1",
         )
         upgrade = subprocess.run([str(BIN / "flask"), "--app", "flask_app.wsgi", "db", "upgrade"],
                                  cwd=ROOT, env=ours_env, capture_output=True, text=True, check=False)

@@ -23,7 +23,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
+from psycopg.types.json import Json
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -70,6 +72,7 @@ class PredictionLog(db.Model):
 
 
 COLUMNS = [column.name for column in PredictionLog.__table__.columns if column.name != "id"]
+JSON_COLUMNS = frozenset(column.name for column in PredictionLog.__table__.columns if isinstance(column.type, sa.JSON))
 # PostgreSQL text cannot hold U+0000; the log stores U+FFFD in its place.
 TEXT_COLUMNS = ("request_id", "endpoint", "error", "request_raw", "client_addr")
 
@@ -137,6 +140,15 @@ class PredictionLogWriter:
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(self.table)
+        # On PostgreSQL the request path skips SQLAlchemy: one prepared statement on a connection
+        # each thread keeps (see _insert_one). Replays and SQLite go through SQLAlchemy.
+        self._direct = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+        self._local = threading.local()
+        self._direct_sql = str(
+            postgresql.insert(self.table).values({name: sa.bindparam(name) for name in COLUMNS})
+            .on_conflict_do_nothing(index_elements=["request_id"]).returning(self.table.c.request_id)
+            .compile(dialect=postgresql.psycopg.dialect())
+        )
         self._db_retry_at = 0.0
         self._spool_lock = threading.Lock()
         self._spool_fd: int | None = None
@@ -171,12 +183,35 @@ class PredictionLogWriter:
                 row[key] = value.replace("\x00", "\ufffd")
         if time.monotonic() >= self._db_retry_at:
             try:
-                return self._insert_rows([row])[0], False
-            except SQLAlchemyError as exc:
+                stored = self._insert_one(row) if self._direct else None
+                return stored or self._insert_rows([row])[0], False
+            except (SQLAlchemyError, psycopg.Error) as exc:
                 self._db_retry_at = time.monotonic() + DB_RETRY_SECONDS
                 log.warning("prediction log: database write failed (%s); spooling", type(exc).__name__)
         self._spool(row)
         return row["request_id"], True
+
+    def _insert_one(self, row: dict[str, Any]) -> str | None:
+        """Insert one row in one round trip; None when its request id is taken (the caller renames it).
+
+        The statement is prepared once per connection and autocommitted, so
+        the row is durable when this returns. A connection that fails is
+        closed and a new one is opened on the next write.
+        """
+        connection = self._local.__dict__.get("connection")
+        try:
+            if connection is None:
+                connection = self._local.connection = self.engine.raw_connection()
+                connection.driver_connection.autocommit = True
+            values = {name: Json(row[name], dumps=safe_json_dumps) if name in JSON_COLUMNS and row[name] is not None
+                      else row.get(name) for name in COLUMNS}
+            found = connection.driver_connection.execute(self._direct_sql, values, prepare=True).fetchone()
+        except psycopg.Error:
+            self._local.connection = None
+            if connection is not None:
+                connection.invalidate()
+            raise
+        return found[0] if found else None
 
     def _insert_rows(self, rows: list[dict[str, Any]]) -> list[str]:
         """Insert rows idempotently; returns their stored request ids.
