@@ -594,6 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=50, help="in-process predict calls timed (default 50)")
     parser.add_argument("--no-floor", action="store_true", help="skip the baseline's constant-answer run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, bodies, scripts)")
+    parser.add_argument("--only", metavar="NAME", action="append",
+                        help="run only this scenario (repeatable), e.g. --only 'single c=8'")
     args = parser.parse_args(argv)
     duration = 5 if args.quick else args.duration
     warmup = min(args.warmup, 1) if args.quick else args.warmup
@@ -667,7 +669,8 @@ def main(argv: list[str] | None = None) -> int:
         for server in (baseline, ours):
             say(f"warm-up {server.label}: {warmup:g} s")
             run_wrk(wrk, server, WARMUP, warmup, work)
-        plan = [(scenario, server) for scenario in SCENARIOS for server in (baseline, ours)]
+        chosen = [scenario for scenario in SCENARIOS if not args.only or scenario.name in args.only]
+        plan = [(scenario, server) for scenario in chosen for server in (baseline, ours)]
         if not args.no_floor:
             plan.append((FLOOR, baseline))
         for index, (scenario, server) in enumerate(plan, start=1):
