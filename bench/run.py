@@ -490,16 +490,6 @@ def served_predicts(server: Server) -> tuple[int, dict[str, int]]:
     return requests, writes
 
 
-def spooled_rows(spool_dir: Path) -> int:
-    total = 0
-    for path in spool_dir.glob("spool-*.jsonl"):
-        try:
-            total += path.read_bytes().count(b"\n")
-        except FileNotFoundError:
-            continue
-    return total
-
-
 # --- report --------------------------------------------------------------------------------
 
 
@@ -688,6 +678,8 @@ def main(argv: list[str] | None = None) -> int:
         plain_url = database_url.replace("+psycopg", "")
         deadline = time.monotonic() + 30
         time.sleep(1)
+        from flask_app.prediction_log import spooled_rows
+
         while spooled_rows(spool_dir) and time.monotonic() < deadline:
             time.sleep(0.5)
         total, ok_rows = log_rows(plain_url)

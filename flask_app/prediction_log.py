@@ -269,14 +269,7 @@ class PredictionLogWriter:
 
     def spool_size(self) -> int:
         """Rows waiting in every spool file of this directory (all workers)."""
-        total = 0
-        for path in self.spool_dir.glob("spool-*.jsonl"):
-            try:
-                with open(path, "rb") as handle:
-                    total += sum(1 for line in handle if line.endswith(b"\n"))
-            except FileNotFoundError:
-                continue
-        return total
+        return spooled_rows(self.spool_dir)
 
     def replay(self) -> int:
         """Move spooled rows into the database; returns how many were committed."""
@@ -343,6 +336,17 @@ class PredictionLogWriter:
             self.replay()
         except OSError:
             log.exception("prediction log: final spool replay failed")
+
+
+def spooled_rows(spool_dir: Path) -> int:
+    """Complete rows waiting in the spool files of a directory."""
+    total = 0
+    for path in Path(spool_dir).glob("spool-*.jsonl"):
+        try:
+            total += path.read_bytes().count(b"\n")
+        except FileNotFoundError:
+            continue
+    return total
 
 
 def _spool_line(row: dict[str, Any]) -> bytes:

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from flask_app.prediction_log import spooled_rows
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_SERVER = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 GOOD_ROW = {"CRIM": 0.1, "ZN": 0.0, "INDUS": 7.0, "CHAS": 0, "NOX": 0.5, "RM": 6.2, "AGE": 60.0,
@@ -132,19 +134,9 @@ def send(port: int, body: bytes, request_id: str) -> int:
         connection.close()
 
 
-def spool_rows(spool_dir: Path) -> int:
-    total = 0
-    for path in spool_dir.glob("spool-*.jsonl"):
-        try:
-            total += path.read_bytes().count(b"\n")
-        except FileNotFoundError:
-            continue
-    return total
-
-
 def wait_for_drain(spool_dir: Path, limit: float) -> float:
     started = time.monotonic()
-    while spool_rows(spool_dir) and time.monotonic() - started < limit:
+    while spooled_rows(spool_dir) and time.monotonic() - started < limit:
         time.sleep(0.1)
     return time.monotonic() - started
 
@@ -186,7 +178,7 @@ def run(duration: float = 60.0, workers: int = 3, concurrency: int = 8, bad_shar
         # Rows a worker spooled and could not replay before it exited are replayed by the next start;
         # here a writer on the same spool directory does it.
         report.drain_seconds.append(drain_leftovers(database, spool_dir))
-        report.final_spool_rows = spool_rows(spool_dir)
+        report.final_spool_rows = spooled_rows(spool_dir)
         count_losses(report, database)
     finally:
         if process is not None and process.poll() is None:
@@ -253,7 +245,7 @@ def run_load(report: Report, process: subprocess.Popen, port: int, duration: flo
 
             def watch(peak=peak, watching=watching) -> None:
                 while not watching.is_set():
-                    peak[0] = max(peak[0], spool_rows(spool_dir))
+                    peak[0] = max(peak[0], spooled_rows(spool_dir))
                     time.sleep(0.05)
 
             watcher = threading.Thread(target=watch, daemon=True)
@@ -286,7 +278,7 @@ def drain_leftovers(database: str, spool_dir: Path) -> float:
     engine = sa.create_engine(database)
     writer = PredictionLogWriter(engine, spool_dir)
     started = time.monotonic()
-    while spool_rows(spool_dir) and time.monotonic() - started < 30:
+    while spooled_rows(spool_dir) and time.monotonic() - started < 30:
         writer.replay()
         time.sleep(0.1)
     engine.dispose()
