@@ -140,10 +140,9 @@ class PredictionLogWriter:
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(self.table)
-        # On PostgreSQL the request path skips SQLAlchemy: one prepared statement on a connection
-        # each thread keeps (see _insert_one). Replays and SQLite go through SQLAlchemy.
+        # On PostgreSQL the request path skips SQLAlchemy's execution machinery (see _insert_one).
+        # Replays and SQLite go through SQLAlchemy.
         self._direct = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
-        self._local = threading.local()
         self._direct_sql = str(
             postgresql.insert(self.table).values({name: sa.bindparam(name) for name in COLUMNS})
             .on_conflict_do_nothing(index_elements=["request_id"]).returning(self.table.c.request_id)
@@ -194,23 +193,16 @@ class PredictionLogWriter:
     def _insert_one(self, row: dict[str, Any]) -> str | None:
         """Insert one row in one round trip; None when its request id is taken (the caller renames it).
 
-        The statement is prepared once per connection and autocommitted, so
-        the row is durable when this returns. A connection that fails is
-        closed and a new one is opened on the next write.
+        An autocommitted connection from the pool runs the statement, which
+        psycopg prepares once per connection, without SQLAlchemy's execution
+        machinery: the row is durable when this returns.
         """
-        connection = self._local.__dict__.get("connection")
-        try:
-            if connection is None:
-                connection = self._local.connection = self.engine.raw_connection()
-                connection.driver_connection.autocommit = True
-            values = {name: Json(row[name], dumps=safe_json_dumps) if name in JSON_COLUMNS and row[name] is not None
-                      else row.get(name) for name in COLUMNS}
-            found = connection.driver_connection.execute(self._direct_sql, values, prepare=True).fetchone()
-        except psycopg.Error:
-            self._local.connection = None
-            if connection is not None:
-                connection.invalidate()
-            raise
+        values = {name: row.get(name) for name in COLUMNS}
+        for name in JSON_COLUMNS:
+            if values[name] is not None:
+                values[name] = Json(values[name], dumps=safe_json_dumps)
+        with self._autocommit.connect() as conn:
+            found = conn.connection.driver_connection.execute(self._direct_sql, values, prepare=True).fetchone()
         return found[0] if found else None
 
     def _insert_rows(self, rows: list[dict[str, Any]]) -> list[str]:
