@@ -59,6 +59,13 @@ def store(tmp_path, signed_store) -> Path:
 
 
 @pytest.fixture
+def both(store, heart_bundle) -> Path:
+    """The signed Boston store with the heart model added."""
+    shutil.copytree(heart_bundle.parent, store / "heart-knn")
+    return store
+
+
+@pytest.fixture
 def bundle_dir(store) -> Path:
     name = "boston-knn"
     return store / name / bundle.read_active(store, name)

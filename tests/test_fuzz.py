@@ -6,28 +6,23 @@ documented status codes, content types, headers and schemas.
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
 import schemathesis
-import yaml
 from hypothesis import HealthCheck, given, settings
 from schemathesis.generation import GenerationMode
+
+from flask_app.resources.openapi import operation_parameters, static_document
 
 from .conftest import ADMIN
 
 # Per operation and mode: 2 x 150 = 300 cases an operation.
 MAX_EXAMPLES = 150
-DOCUMENT = yaml.safe_load((Path(__file__).parent.parent / "flask_app" / "openapi.yaml").read_text())
-SHARED_PARAMETERS = DOCUMENT["components"]["parameters"]
+DOCUMENT = static_document()
 
 
 def takes_input(item: dict, operation: dict) -> bool:
     """Whether invalid data can be made for an operation: a query parameter or a body to get wrong."""
-    parameters = [SHARED_PARAMETERS[p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
-                  for p in item.get("parameters", []) + operation.get("parameters", [])]
-    return "requestBody" in operation or any(p["in"] == "query" for p in parameters)
+    return "requestBody" in operation or any(p["in"] == "query" for p in operation_parameters(item, operation))
 
 
 def takes_input_at(path: str, method: str) -> bool:
@@ -50,13 +45,8 @@ CASES = [
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def two_models(store, heart_bundle):
-    shutil.copytree(heart_bundle.parent, store / "heart-knn")
-
-
 @pytest.mark.parametrize(("method", "path", "mode"), CASES)
-def test_every_operation_honours_its_contract(app, two_models, method, path, mode):
+def test_every_operation_honours_its_contract(app, both, method, path, mode):
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     schema.config.update(headers=ADMIN)
     operation = schema[path][method]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from ml_models import bundle
@@ -12,13 +10,6 @@ from .conftest import ADMIN, BOSTON_ROW, train_into
 
 HEART_ROW = {"age": 57, "sex": 1, "cp": 0, "trestbps": 140, "chol": 241, "fbs": 0, "restecg": 1,
              "thalach": 123, "exang": 1, "oldpeak": 0.2, "slope": 1, "ca": 0, "thal": 3}
-
-
-@pytest.fixture
-def both(store, heart_bundle):
-    """The signed Boston store with the heart model added."""
-    shutil.copytree(heart_bundle.parent, store / "heart-knn")
-    return store
 
 
 @pytest.fixture

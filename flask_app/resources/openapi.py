@@ -41,18 +41,22 @@ def query_parameters() -> dict[tuple[str, str], frozenset[str]]:
     Operations tagged ``operations`` (probes, metrics, this document) are left
     out: what a load balancer or a scraper appends to their URLs is ignored.
     """
-    document = static_document()
-    shared = document["components"]["parameters"]
     declared = {}
-    for path, item in document["paths"].items():
+    for path, item in static_document()["paths"].items():
         rule = re.sub(r"\{(\w+)\}", r"<string:\1>", path)
         for method, operation in item.items():
             if "operations" in operation.get("tags", []):
                 continue
-            parameters = [shared[p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
-                          for p in item.get("parameters", []) + operation.get("parameters", [])]
-            declared[rule, method.upper()] = frozenset(p["name"] for p in parameters if p["in"] == "query")
+            declared[rule, method.upper()] = frozenset(
+                p["name"] for p in operation_parameters(item, operation) if p["in"] == "query")
     return declared
+
+
+def operation_parameters(item: dict[str, Any], operation: dict[str, Any]) -> list[dict[str, Any]]:
+    """The path's and the operation's parameters, shared ones ($ref) resolved."""
+    shared = static_document()["components"]["parameters"]
+    return [shared[p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
+            for p in item.get("parameters", []) + operation.get("parameters", [])]
 
 
 def reject_unknown_query_parameters() -> None:
