@@ -678,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         plain_url = database_url.replace("+psycopg", "")
         deadline = time.monotonic() + 30
         time.sleep(1)
-        from flask_app.prediction_log import spooled_rows
+        from flask_app.log import spooled_rows
 
         while spooled_rows(spool_dir) and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -19,7 +19,7 @@ from . import metrics
 from .config import Settings, load_settings
 from .errors import register_error_handlers
 from .extensions import db, migrate
-from .prediction_log import PredictionLogWriter, safe_json_dumps
+from .log import PredictionLogWriter, safe_json_dumps
 from .registry import ModelRegistry
 from .request_cycle import register_request_cycle
 from .resources import register_resources

@@ -19,7 +19,7 @@ from flask import Flask, Response, current_app, g, request
 
 from . import metrics
 from .errors import LogUnavailable, problem_body, problem_response
-from .prediction_log import RawJSON, SpoolError, raw_text
+from .log import RawJSON, SpoolError, raw_text
 
 access_log = logging.getLogger("flask_app.access")
 

@@ -181,7 +181,7 @@ def client(app):
 def log_rows(app):
     """Read the prediction log as dicts, oldest first."""
     from flask_app.extensions import db as flask_db
-    from flask_app.prediction_log import PredictionLog
+    from flask_app.log import PredictionLog
 
     def read() -> list[dict[str, Any]]:
         with app.app_context():

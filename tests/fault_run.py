@@ -35,7 +35,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from flask_app.prediction_log import spooled_rows
+from flask_app.log import spooled_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_SERVER = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -273,7 +273,7 @@ def run_load(report: Report, process: subprocess.Popen, port: int, duration: flo
 
 
 def drain_leftovers(database: str, spool_dir: Path) -> float:
-    from flask_app.prediction_log import PredictionLogWriter
+    from flask_app.log import PredictionLogWriter
 
     engine = sa.create_engine(database)
     writer = PredictionLogWriter(engine, spool_dir)

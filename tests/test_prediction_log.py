@@ -8,7 +8,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from flask_app.prediction_log import PredictionLogWriter
+from flask_app.log import PredictionLogWriter
 
 from .conftest import ADMIN, BOSTON_ROW, create_database, drop_database, migrate_to_head
 

@@ -7,7 +7,8 @@ import math
 from flask import request
 from flask_restful import Resource
 
-from .. import prediction_log, shadow
+from .. import log as prediction_log
+from .. import shadow
 from ..auth import require_admin
 from ..errors import InvalidInput, ModelUnavailable
 from .common import bool_arg, int_arg, json_response, registry, settings

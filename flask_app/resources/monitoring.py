@@ -6,7 +6,8 @@ import numpy as np
 from flask import Response, current_app, request
 from flask_restful import Resource
 
-from .. import metrics, prediction_log
+from .. import log as prediction_log
+from .. import metrics
 from ..drift import ks_report
 from ..errors import ServiceError
 from .common import int_arg, json_response, registry, settings

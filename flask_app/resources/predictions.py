@@ -8,7 +8,7 @@ import re
 from flask import request
 from flask_restful import Resource
 
-from .. import prediction_log
+from .. import log as prediction_log
 from ..auth import require_admin
 from ..errors import InvalidInput, NotFound
 from .common import int_arg, json_response

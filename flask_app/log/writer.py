@@ -1,13 +1,4 @@
-"""The prediction log: one row per /predict request, committed before the answer.
-
-The writer commits each row to the database before its response is sent.
-While the database cannot take it, the row is appended to this process's
-spool file and fsync'ed instead, and a background task moves spooled rows
-into the database once it answers again. Rows are keyed by request id and
-inserted with ON CONFLICT DO NOTHING, so replaying a row twice is harmless;
-spool files are locked while read and truncated only after their rows are
-committed, so no row is lost and none is doubled, whichever worker replays.
-"""
+"""Commits log rows, spools them while the database is away, replays the spool."""
 
 from __future__ import annotations
 
@@ -15,7 +6,6 @@ import datetime as dt
 import fcntl
 import json
 import logging
-import math
 import os
 import threading
 import time
@@ -29,102 +19,15 @@ from psycopg.types.json import Json
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from .extensions import db
+from .query import as_utc
+from .record import RawJSON, safe_json_dumps
+from .table import COLUMNS, JSON_COLUMNS, TEXT_COLUMNS, PredictionLog
 
-log = logging.getLogger("flask_app.prediction_log")
+log = logging.getLogger("flask_app.log")
 
-# json, not jsonb, on PostgreSQL: the body's text is kept as it came (see migration 0002).
-JSONDocument = sa.JSON()
 # After a failed write the database is not retried for this long; rows go to the spool.
 DB_RETRY_SECONDS = 1.0
 REPLAY_BATCH = 500
-
-
-class PredictionLog(db.Model):
-    """One request to a predict endpoint, accepted or rejected."""
-
-    __tablename__ = "prediction_log"
-
-    id = sa.Column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True)
-    request_id = sa.Column(sa.String(128), nullable=False, unique=True)
-    received_at = sa.Column(sa.DateTime(timezone=True), nullable=False)
-    endpoint = sa.Column(sa.String(200), nullable=False)
-    status = sa.Column(sa.SmallInteger, nullable=False)
-    model_name = sa.Column(sa.String(64))
-    model_version = sa.Column(sa.String(64))
-    model_sha256 = sa.Column(sa.String(64))
-    n_rows = sa.Column(sa.Integer)
-    n_ood_flagged = sa.Column(sa.Integer)
-    latency_ms = sa.Column(sa.Float, nullable=False)
-    request_body = sa.Column(JSONDocument)
-    # A body that is not JSON is kept as text, cut to LOG_RAW_BODY_LIMIT characters.
-    request_raw = sa.Column(sa.Text)
-    request_truncated = sa.Column(sa.Boolean, nullable=False, default=False)
-    response_body = sa.Column(JSONDocument)
-    error = sa.Column(sa.Text)
-    client_addr = sa.Column(sa.String(64))
-
-    __table_args__ = (
-        sa.Index("ix_prediction_log_received_at", "received_at"),
-        sa.Index("ix_prediction_log_status_received_at", "status", "received_at"),
-        sa.Index("ix_prediction_log_model_received_at", "model_name", "model_version", "received_at"),
-    )
-
-
-COLUMNS = [column.name for column in PredictionLog.__table__.columns if column.name != "id"]
-JSON_COLUMNS = frozenset(column.name for column in PredictionLog.__table__.columns if isinstance(column.type, sa.JSON))
-# PostgreSQL text cannot hold U+0000; the log stores U+FFFD in its place.
-TEXT_COLUMNS = ("request_id", "endpoint", "error", "request_raw", "client_addr")
-
-
-class RawJSON(str):
-    """JSON text that is stored as it is, so a large body is not serialised a second time.
-
-    Only for text that is valid JSON already: a request body that parsed,
-    or an answer this service serialised.
-    """
-
-    @classmethod
-    def from_text(cls, text: str) -> RawJSON:
-        # jsonb refuses U+0000; line breaks outside strings are insignificant and would split a spool line.
-        if "\\u0000" in text:
-            text = text.replace("\\u0000", "\\ufffd")
-        if "\n" in text or "\r" in text:
-            text = text.replace("\r", " ").replace("\n", " ")
-        return cls(text)
-
-
-def safe_json_dumps(value: Any) -> str:
-    """JSON that PostgreSQL's jsonb accepts.
-
-    jsonb has no U+0000 (it becomes U+FFFD) and no NaN or Infinity (a number
-    that overflowed, such as 1e999 in a refused request, is stored as the
-    string "Infinity").
-    """
-    if isinstance(value, RawJSON):
-        return value
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        text = json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"))
-    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value).replace("inf", "Infinity").replace("nan", "NaN")
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    return value
-
-
-def raw_text(raw: bytes, limit: int) -> tuple[str, bool]:
-    """A body that is not JSON, as storable text cut to ``limit`` characters."""
-    text = raw[: limit * 4].decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
-    truncated = len(text) > limit or len(raw) > limit * 4
-    return text[:limit], truncated
 
 
 class SpoolError(OSError):
@@ -382,79 +285,6 @@ def _owner_alive(path: Path) -> bool:
 
 
 def _same_instant(stored: dt.datetime, received: dt.datetime) -> bool:
-    return _as_utc(stored) == _as_utc(received)  # SQLite hands back naive UTC
+    return as_utc(stored) == as_utc(received)  # SQLite hands back naive UTC
 
 
-# --- reading the log -----------------------------------------------------------------
-
-
-def serialize(row: PredictionLog) -> dict[str, Any]:
-    return {
-        "request_id": row.request_id,
-        "received_at": _as_utc(row.received_at).isoformat(),
-        "endpoint": row.endpoint,
-        "status": row.status,
-        "model": {"name": row.model_name, "version": row.model_version, "sha256": row.model_sha256},
-        "n_rows": row.n_rows,
-        "n_ood_flagged": row.n_ood_flagged,
-        "latency_ms": row.latency_ms,
-        "request_body": row.request_body,
-        "request_raw": row.request_raw,
-        "request_truncated": row.request_truncated,
-        "response_body": row.response_body,
-        "error": row.error,
-        "client_addr": row.client_addr,
-    }
-
-
-def query(
-    *,
-    status: int | None = None,
-    model_name: str | None = None,
-    model_version: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> tuple[list[PredictionLog], int]:
-    """Rows newest first, with the total that matches the filters."""
-    if any(value is not None and "\x00" in value for value in (model_name, model_version)):
-        return [], 0  # no stored text holds U+0000 (PostgreSQL text cannot)
-    statement = sa.select(PredictionLog)
-    if status is not None:
-        statement = statement.where(PredictionLog.status == status)
-    if model_name is not None:
-        statement = statement.where(PredictionLog.model_name == model_name)
-    if model_version is not None:
-        statement = statement.where(PredictionLog.model_version == model_version)
-    if since is not None:
-        statement = statement.where(PredictionLog.received_at >= since)
-    if until is not None:
-        statement = statement.where(PredictionLog.received_at < until)
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(statement.subquery()))
-    rows = db.session.scalars(
-        statement.order_by(PredictionLog.received_at.desc(), PredictionLog.id.desc()).limit(limit).offset(offset)
-    ).all()
-    return list(rows), int(total or 0)
-
-
-def find(request_id: str) -> PredictionLog | None:
-    if "\x00" in request_id:
-        return None
-    return db.session.scalar(sa.select(PredictionLog).where(PredictionLog.request_id == request_id))
-
-
-def recent_accepted(model_name: str, model_version: str, limit: int) -> list[tuple[Any, Any]]:
-    """(request body, response body) of the newest accepted requests answered by that version."""
-    rows = db.session.execute(
-        sa.select(PredictionLog.request_body, PredictionLog.response_body)
-        .where(PredictionLog.status == 200, PredictionLog.model_name == model_name,
-               PredictionLog.model_version == model_version)
-        .order_by(PredictionLog.received_at.desc(), PredictionLog.id.desc())
-        .limit(limit)
-    ).all()
-    return [(row.request_body, row.response_body) for row in rows]
-
-
-def _as_utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value

@@ -1,0 +1,83 @@
+"""Reading the log back: pages with filters, one row by id, recent accepted requests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from .table import PredictionLog
+
+
+def serialize(row: PredictionLog) -> dict[str, Any]:
+    return {
+        "request_id": row.request_id,
+        "received_at": as_utc(row.received_at).isoformat(),
+        "endpoint": row.endpoint,
+        "status": row.status,
+        "model": {"name": row.model_name, "version": row.model_version, "sha256": row.model_sha256},
+        "n_rows": row.n_rows,
+        "n_ood_flagged": row.n_ood_flagged,
+        "latency_ms": row.latency_ms,
+        "request_body": row.request_body,
+        "request_raw": row.request_raw,
+        "request_truncated": row.request_truncated,
+        "response_body": row.response_body,
+        "error": row.error,
+        "client_addr": row.client_addr,
+    }
+
+
+def query(
+    *,
+    status: int | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[PredictionLog], int]:
+    """Rows newest first, with the total that matches the filters."""
+    if any(value is not None and "\x00" in value for value in (model_name, model_version)):
+        return [], 0  # no stored text holds U+0000 (PostgreSQL text cannot)
+    statement = sa.select(PredictionLog)
+    if status is not None:
+        statement = statement.where(PredictionLog.status == status)
+    if model_name is not None:
+        statement = statement.where(PredictionLog.model_name == model_name)
+    if model_version is not None:
+        statement = statement.where(PredictionLog.model_version == model_version)
+    if since is not None:
+        statement = statement.where(PredictionLog.received_at >= since)
+    if until is not None:
+        statement = statement.where(PredictionLog.received_at < until)
+    total = db.session.scalar(sa.select(sa.func.count()).select_from(statement.subquery()))
+    rows = db.session.scalars(
+        statement.order_by(PredictionLog.received_at.desc(), PredictionLog.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def find(request_id: str) -> PredictionLog | None:
+    if "\x00" in request_id:
+        return None
+    return db.session.scalar(sa.select(PredictionLog).where(PredictionLog.request_id == request_id))
+
+
+def recent_accepted(model_name: str, model_version: str, limit: int) -> list[tuple[Any, Any]]:
+    """(request body, response body) of the newest accepted requests answered by that version."""
+    rows = db.session.execute(
+        sa.select(PredictionLog.request_body, PredictionLog.response_body)
+        .where(PredictionLog.status == 200, PredictionLog.model_name == model_name,
+               PredictionLog.model_version == model_version)
+        .order_by(PredictionLog.received_at.desc(), PredictionLog.id.desc())
+        .limit(limit)
+    ).all()
+    return [(row.request_body, row.response_body) for row in rows]
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
