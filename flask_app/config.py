@@ -46,6 +46,8 @@ class Settings:
     # Family-wise significance level of the per-batch KS tests (Bonferroni over features).
     DRIFT_ALPHA: float = 0.01
     OOD_QUANTILE: float = 0.99
+    # GET /monitoring/drift stops reading logged request bodies after this many bytes.
+    DRIFT_WINDOW_MAX_BYTES: int = 64 * 1024 * 1024
     LOG_SPOOL_DIR: Path = PROJECT_ROOT / "var" / "spool"
     # How often the background task tries to move spooled rows into the database.
     SPOOL_REPLAY_SECONDS: float = 2.0

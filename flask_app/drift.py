@@ -17,10 +17,15 @@ discrete features (ties), which only lowers that rate.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from .errors import ServiceError
+from .validation import Validator
 
 
 def ood_scores(train_distances: np.ndarray, mean_distances: np.ndarray) -> np.ndarray:
@@ -74,3 +79,21 @@ def ks_two_sample(reference: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.
     root = np.sqrt(effective_n)
     p_value = np.clip(stats.kstwobign.sf((root + 0.12 + 0.11 / root) * statistic), 0.0, 1.0)
     return statistic, p_value
+
+
+def window_matrix(bodies: Iterable[str], validator: Validator, n_rows: int) -> np.ndarray:
+    """The newest ``n_rows`` data rows of logged request bodies (JSON text, newest first), as one matrix.
+
+    A body the validator refuses now (a schema that changed) is passed over.
+    """
+    parts, total = [], 0
+    for text in bodies:
+        try:
+            X = validator.validate(json.loads(text)).X
+        except (ValueError, ServiceError):
+            continue
+        parts.append(X[: n_rows - total])
+        total += len(parts[-1])
+        if total >= n_rows:
+            break
+    return np.vstack(parts) if parts else np.empty((0, validator.n_features))

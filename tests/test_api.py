@@ -188,4 +188,4 @@ def test_filters_holding_nul_match_nothing(client):
     listed = client.get("/predictions?model=boston-knn%00", headers=admin)
     assert listed.status_code == 200 and listed.get_json()["total"] == 0
     assert client.get("/predictions/abc%00", headers=admin).status_code == 404
-    assert client.get("/monitoring/drift?model=boston%00").status_code == 404
+    assert client.get("/monitoring/drift?model=boston%00", headers=admin).status_code == 404

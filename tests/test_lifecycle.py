@@ -169,7 +169,7 @@ def test_monitoring_drift_over_logged_rows(client):
     shifted[:, 11] *= 2.0  # LSTAT
     for start in range(0, 80, 20):
         predict(client, shifted[start:start + 20].tolist())
-    body = client.get("/monitoring/drift?window=80").get_json()
+    body = client.get("/monitoring/drift?window=80", headers=ADMIN).get_json()
     assert body["n_rows"] == 80
     assert "LSTAT" in body["report"]["drifted"]
 

@@ -5,7 +5,7 @@ The rest of the service uses the names below; the modules behind them are
 (the durable write path) and ``query`` (reading the log).
 """
 
-from .query import find, query, recent_accepted, serialize
+from .query import find, query, recent_accepted, recent_request_bodies, serialize
 from .record import RawJSON, raw_text, safe_json_dumps
 from .table import PredictionLog
 from .writer import PredictionLogWriter, SpoolError, spooled_rows
@@ -19,6 +19,7 @@ __all__ = [
     "query",
     "raw_text",
     "recent_accepted",
+    "recent_request_bodies",
     "safe_json_dumps",
     "serialize",
     "spooled_rows",

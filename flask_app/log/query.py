@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..extensions import db
 from .table import PredictionLog
+
+# Bodies read per statement when a window of logged requests is streamed.
+BODY_BATCH = 200
 
 
 def serialize(row: PredictionLog) -> dict[str, Any]:
@@ -81,3 +85,41 @@ def recent_accepted(model_name: str, model_version: str, limit: int) -> list[tup
 
 def as_utc(value: dt.datetime) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def recent_request_bodies(model_name: str, model_version: str, n_rows: int, max_bytes: int) -> Iterator[str]:
+    """Request bodies (JSON text) of the newest accepted requests of a version, newest first.
+
+    Only as many requests as hold the newest ``n_rows`` data rows are read:
+    their ids and row counts come first (narrow columns, at most ``n_rows``
+    requests since each holds at least one row), then their bodies stream in
+    batches, and reading stops once ``max_bytes`` of body text were read.
+    Responses are never read.
+    """
+    accepted = (PredictionLog.status == 200, PredictionLog.model_name == model_name,
+                PredictionLog.model_version == model_version)
+    newest = db.session.execute(
+        sa.select(PredictionLog.id, PredictionLog.n_rows).where(*accepted)
+        .order_by(PredictionLog.received_at.desc(), PredictionLog.id.desc()).limit(n_rows)
+    ).all()
+    wanted, total = [], 0
+    for row_id, rows_in_request in newest:
+        wanted.append(row_id)
+        total += rows_in_request or 0
+        if total >= n_rows:
+            break
+    read = 0
+    for start in range(0, len(wanted), BODY_BATCH):
+        batch = wanted[start:start + BODY_BATCH]
+        texts = dict(db.session.execute(
+            sa.select(PredictionLog.id, sa.cast(PredictionLog.request_body, sa.Text)).where(
+                PredictionLog.id.in_(batch))
+        ).all())
+        for row_id in batch:
+            text = texts.get(row_id)
+            if text is None:
+                continue
+            read += len(text)
+            if read > max_bytes:
+                return
+            yield text
