@@ -117,7 +117,12 @@ def drop_database(url: str) -> None:
 
 def migrate_to_head(url: str) -> None:
     """Apply the migrations the way the product does (flask db upgrade), in-process."""
-    from flask_migrate import upgrade
+    migrate_to(url, "head")
+
+
+def migrate_to(url: str, revision: str, downgrade: bool = False) -> None:
+    """flask db upgrade (or downgrade) to ``revision``, in-process."""
+    import flask_migrate
 
     from flask_app import MIGRATIONS_DIR, create_app
 
@@ -126,12 +131,24 @@ def migrate_to_head(url: str) -> None:
                       "LOG_SPOOL_DIR": spool})
     try:
         with app.app_context():
-            upgrade(directory=str(MIGRATIONS_DIR))
+            step = flask_migrate.downgrade if downgrade else flask_migrate.upgrade
+            step(directory=str(MIGRATIONS_DIR), revision=revision)
             from flask_app.extensions import db
 
             db.engine.dispose()
     finally:
         shutil.rmtree(spool, ignore_errors=True)
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+    from flask_migrate import Config
+
+    from flask_app import MIGRATIONS_DIR
+
+    config = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return ScriptDirectory.from_config(config).get_current_head()
 
 
 @pytest.fixture(scope="session")

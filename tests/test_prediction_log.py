@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from flask_app.log import PredictionLogWriter
 
-from .conftest import ADMIN, BOSTON_ROW, create_database, drop_database, migrate_to_head
+from .conftest import ADMIN, BOSTON_ROW, create_database, drop_database, head_revision, migrate_to, migrate_to_head
 
 DEAD_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/nowhere"
 
@@ -230,7 +230,7 @@ def test_migrations_build_the_schema_from_an_empty_database(pg_server):
         unique = inspector.get_unique_constraints("prediction_log")
         assert any(constraint["column_names"] == ["request_id"] for constraint in unique)
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
             compression = conn.execute(sa.text(
                 "SELECT attcompression FROM pg_attribute WHERE attrelid = 'prediction_log'::regclass"
                 " AND attname = 'request_body'")).scalar()
@@ -258,3 +258,31 @@ def test_the_same_code_runs_on_embedded_sqlite(tmp_path, store):
 
     with app.app_context():
         db.engine.dispose()
+
+
+def test_downgrading_to_jsonb_keeps_a_body_jsonb_cannot_hold(pg_server):
+    """Regression: a logged body holding 1e999999 made the downgrade to jsonb fail (NumericValueOutOfRange)."""
+    url = create_database(pg_server)
+    overflowing = '{"instances": [[1e999999, 0]]}'
+    try:
+        migrate_to_head(url)
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO prediction_log (request_id, received_at, endpoint, status, latency_ms, request_body,"
+                " request_truncated, response_body) VALUES ('big', now(), '/predict', 400, 1, CAST(:body AS json),"
+                " false, CAST('{\"status\": 400}' AS json))"), {"body": overflowing})
+        migrate_to(url, "0001", downgrade=True)
+        with engine.connect() as conn:
+            kinds = dict(conn.execute(sa.text(
+                "SELECT column_name, data_type FROM information_schema.columns"
+                " WHERE table_name = 'prediction_log' AND column_name IN ('request_body', 'response_body')")).all())
+            body, response = conn.execute(sa.text(
+                "SELECT request_body, response_body FROM prediction_log WHERE request_id = 'big'")).one()
+        assert kinds == {"request_body": "jsonb", "response_body": "jsonb"}
+        assert body == overflowing  # kept as a jsonb string of the text as it was received
+        assert response == {"status": 400}
+        migrate_to_head(url)  # and back up again
+        engine.dispose()
+    finally:
+        drop_database(url)

@@ -16,7 +16,10 @@ class PredictionLog(db.Model):
     __tablename__ = "prediction_log"
 
     id = sa.Column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True)
+    # Minted by the service for every request: time-ordered and unique (see request_ids.py).
     request_id = sa.Column(sa.String(128), nullable=False, unique=True)
+    # The X-Request-ID the client sent, if any: clients may reuse theirs.
+    client_request_id = sa.Column(sa.String(128))
     received_at = sa.Column(sa.DateTime(timezone=True), nullable=False)
     endpoint = sa.Column(sa.String(200), nullable=False)
     status = sa.Column(sa.SmallInteger, nullable=False)
@@ -33,17 +36,32 @@ class PredictionLog(db.Model):
     response_body = sa.Column(JSONDocument)
     error = sa.Column(sa.Text)
     client_addr = sa.Column(sa.String(64))
+    # When the row reached the table (set by the database): the shipping lag is logged_at - answered.
+    logged_at = sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
 
     __table_args__ = (
         sa.Index("ix_prediction_log_received_at", "received_at"),
         sa.Index("ix_prediction_log_status_received_at", "status", "received_at"),
         sa.Index("ix_prediction_log_model_received_at", "model_name", "model_version", "received_at"),
+        sa.Index("ix_prediction_log_client_request_id", "client_request_id"),
     )
 
 
-COLUMNS = [column.name for column in PredictionLog.__table__.columns if column.name != "id"]
+class JournalSegment(db.Model):
+    """How far one journal segment has been shipped into prediction_log."""
+
+    __tablename__ = "prediction_log_journal"
+
+    segment = sa.Column(sa.String(200), primary_key=True)
+    shipped_offset = sa.Column(sa.BigInteger, nullable=False)
+    shipped_rows = sa.Column(sa.BigInteger, nullable=False)
+    updated_at = sa.Column(sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
+
+
+# The columns a log row is written with; id and logged_at are the database's.
+COLUMNS = [column.name for column in PredictionLog.__table__.columns if column.name not in ("id", "logged_at")]
 JSON_COLUMNS = frozenset(column.name for column in PredictionLog.__table__.columns if isinstance(column.type, sa.JSON))
 # PostgreSQL text cannot hold U+0000; the log stores U+FFFD in its place.
-TEXT_COLUMNS = ("request_id", "endpoint", "error", "request_raw", "client_addr")
+TEXT_COLUMNS = ("request_id", "client_request_id", "endpoint", "error", "request_raw", "client_addr")
 
 
