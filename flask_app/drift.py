@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats
 
 from .errors import ServiceError
+from .tensors import as_instances
 from .validation import Validator
 
 
@@ -84,12 +85,13 @@ def ks_two_sample(reference: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.
 def window_matrix(bodies: Iterable[str], validator: Validator, n_rows: int) -> np.ndarray:
     """The newest ``n_rows`` data rows of logged request bodies (JSON text, newest first), as one matrix.
 
-    A body the validator refuses now (a schema that changed) is passed over.
+    Bodies of either protocol count (V2 tensors are translated as on the way in); a body the
+    validator refuses now (a schema that changed) is passed over.
     """
     parts, total = [], 0
     for text in bodies:
         try:
-            X = validator.validate(json.loads(text)).X
+            X = validator.validate(as_instances(json.loads(text), validator.names)).X
         except (ValueError, ServiceError):
             continue
         parts.append(X[: n_rows - total])

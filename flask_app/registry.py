@@ -225,6 +225,12 @@ class ModelRegistry:
             listing.append(entry)
         return listing
 
+    def has_version(self, name: str, version: str) -> bool:
+        """Whether the store holds that version of that model (verified or not)."""
+        if not bundle.NAME_PATTERN.match(name) or not bundle.VERSION_PATTERN.match(version):
+            return False
+        return (self.model_dir / name / version).is_dir()
+
     def candidate(self, name: str, version: str) -> ServedModel:
         """Verify and load a version without activating it (ModelRefused when it fails)."""
         if self._slot(name) is None:

@@ -24,7 +24,7 @@ from .log import RawJSON, SpoolError, raw_text
 access_log = logging.getLogger("flask_app.access")
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
-PREDICT_PATHS = re.compile(r"^/(predict|models/[^/]+/predict)/?$")
+PREDICT_PATHS = re.compile(r"^/(predict|models/[^/]+/predict|v2/models/[^/]+(/versions/[^/]+)?/infer)/?$")
 
 
 def register_request_cycle(app: Flask) -> None:
@@ -95,7 +95,6 @@ def build_row(response: Response, latency: float, raw_limit: int) -> dict[str, A
     else:
         truncated = True
     body = g.get("response_body")
-    ood = body.get("ood") if isinstance(body, dict) else None
     return {
         "request_id": g.request_id,
         "received_at": g.received_at,
@@ -105,7 +104,7 @@ def build_row(response: Response, latency: float, raw_limit: int) -> dict[str, A
         "model_version": served.version if served else None,
         "model_sha256": served.sha256 if served else None,
         "n_rows": g.get("n_rows"),
-        "n_ood_flagged": sum(1 for item in ood if item["flagged"]) if ood else None,
+        "n_ood_flagged": g.get("n_ood_flagged"),
         "latency_ms": round(latency * 1000, 3),
         "request_body": request_body,
         "request_raw": request_raw,
