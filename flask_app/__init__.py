@@ -18,6 +18,7 @@ from flask import Flask
 from . import metrics
 from .apidocs import apidocs
 from .config import Settings, load_settings
+from .console import register_console
 from .errors import register_error_handlers
 from .extensions import db, migrate
 from .log import PredictionLogWriter, safe_json_dumps
@@ -80,6 +81,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
 
 def register_pages(app: Flask) -> None:
     app.register_blueprint(apidocs)
+    register_console(app)
 
 
 def register_registry(app: Flask, settings: Settings) -> None:

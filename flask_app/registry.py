@@ -221,9 +221,17 @@ class ModelRegistry:
             if verification.info:
                 entry["created_at"] = verification.info.get("created_at")
                 entry["metrics"] = verification.info.get("metrics", {}).get("holdout")
+                entry["baseline"] = verification.info.get("metrics", {}).get("baseline")
                 entry["best_params"] = verification.info.get("best_params")
+                entry["libraries"] = verification.info.get("versions")
             listing.append(entry)
         return listing
+
+    def inspect(self, name: str, version: str) -> bundle.Verification:
+        """Verify one version without unpickling it: the verdict, and the info file when it verifies."""
+        if not self.has_version(name, version):
+            raise NotFound(f"No version {version[:64]!r} of {name[:64]!r}.")
+        return bundle.verify(bundle.version_path(self.model_dir, name, version), self.verify_key)
 
     def has_version(self, name: str, version: str) -> bool:
         """Whether the store holds that version of that model (verified or not)."""

@@ -5,7 +5,7 @@ The rest of the service uses the names below; the modules behind them are
 (the durable write path) and ``query`` (reading the log).
 """
 
-from .query import find, query, recent_accepted, recent_request_bodies, serialize
+from .query import find, query, recent_accepted, recent_request_bodies, serialize, traffic, traffic_totals
 from .record import RawJSON, raw_text, safe_json_dumps
 from .table import PredictionLog
 from .writer import PredictionLogWriter, SpoolError, spooled_rows
@@ -23,4 +23,6 @@ __all__ = [
     "safe_json_dumps",
     "serialize",
     "spooled_rows",
+    "traffic",
+    "traffic_totals",
 ]
