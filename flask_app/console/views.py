@@ -73,7 +73,8 @@ def login():
     if request.method == "POST":
         if access.sign_in(request.form.get("token", "")):
             return redirect(target)
-        return render_template("console/login.html", next=target, failed=True), 401
+        # 200 with the message, as sign-in forms answer: the browser shows the form again without an error entry.
+        return render_template("console/login.html", next=target, failed=True)
     return render_template("console/login.html", next=target, failed=False)
 
 
