@@ -110,8 +110,9 @@ def no_console_errors(driver) -> None:
 
 def shoot(driver, folder: Path, name: str) -> None:
     """A full-page screenshot: the window grows to the page's height for the shot."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1440, min(max(height, 900), 4000))
+    height, chrome = driver.execute_script(
+        "return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]")
+    driver.set_window_size(1440, min(max(height, 900), 4000) + chrome)
     driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(folder / f"{name}.png"))
     driver.set_window_size(1440, 1000)
