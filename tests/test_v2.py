@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BOSTON_INFER = "/v2/models/boston-knn/infer"
 HEART_INFER = "/v2/models/heart-knn/infer"
 HEART_FEATURES = list(HEART_ROW)
-HEART_INTEGERS = {"oldpeak"}.symmetric_difference(HEART_FEATURES)
+HEART_INTEGERS = set(HEART_FEATURES) - {"oldpeak"}
 
 
 @pytest.fixture
@@ -318,8 +318,11 @@ def test_every_infer_request_has_one_log_row_like_predict(client):
     for response in others:
         assert logged(client, response.headers["X-Request-ID"])["status"] == response.status_code
     assert log_total(client, 6) == 6
-    assert client.get("/v2/models/boston-knn").status_code == 200  # metadata is not a predict request
-    assert log_total(client, 7) == 6
+    # Metadata, readiness and health are not predict requests: the next row is the next infer's.
+    for path in ("/v2/models/boston-knn", "/v2/models/boston-knn/ready", "/v2/health/ready", "/v2"):
+        assert client.get(path).status_code == 200
+    assert infer(client, BOSTON_INFER, {"inputs": [boston_tensor()]}).status_code == 200
+    assert log_total(client, 7) == 7
 
 
 def test_v2_rows_count_in_the_drift_window_and_the_dry_run(client, second_version):
