@@ -123,7 +123,10 @@ class ModelRegistry:
         slot = self._slot(name)
         if slot is None:
             raise NotFound(f"No model named {name!r} in the store.")
-        stamp = bundle.active_stamp(self.model_dir, name)
+        try:
+            stamp = bundle.active_stamp(self.model_dir, name)
+        except OSError as exc:
+            raise ModelUnavailable(f"The store's pointer for {name!r} cannot be read: {exc.strerror}.") from None
         if stamp != slot.stamp:
             self._refresh(name, slot, stamp)
         if slot.served is None:
@@ -162,16 +165,22 @@ class ModelRegistry:
         return slot
 
     def _refresh(self, name: str, slot: _Slot, stamp: tuple[int, int] | None) -> None:
+        """Serve what the pointer names. The stamp is recorded only with an outcome (loaded or refused),
+        so nothing that failed half-way is mistaken for done."""
         with slot.lock:
             if stamp == slot.stamp and (slot.served is not None or slot.error):
                 return  # another thread got here first
-            slot.stamp = stamp
-            version = bundle.read_active(self.model_dir, name)
+            try:
+                version = bundle.read_active(self.model_dir, name)
+            except OSError as exc:
+                slot.error = f"the pointer {self.model_dir / name / bundle.ACTIVE_FILE} cannot be read: {exc.strerror}"
+                log.error("model refused name=%s verdict=unreadable detail=%s", name, slot.error)
+                return  # stamp left as it was: the next request tries again
             if version is None:
-                slot.error = f"no active version in {self.model_dir / name}"
+                slot.stamp, slot.error = stamp, f"no active version in {self.model_dir / name}"
                 return
             if slot.served is not None and slot.served.version == version:
-                slot.error = None
+                slot.stamp, slot.error = stamp, None
                 return
             try:
                 slot.served = self._load(name, version)
@@ -180,6 +189,7 @@ class ModelRegistry:
             except ModelRefused as exc:
                 slot.error = exc.detail
                 log.error("still serving name=%s version=%s", name, slot.served.version if slot.served else "nothing")
+            slot.stamp = stamp
 
     def _load(self, name: str, version: str) -> ServedModel:
         try:
@@ -191,13 +201,18 @@ class ModelRegistry:
         try:
             loaded = bundle.load(path, self.verify_key)
         except bundle.BundleError as exc:
-            # The audit line for every refused bundle, at start-up, on reload and on activation.
-            log.error("model refused name=%s version=%s verdict=%s detail=%s",
-                      name, version, exc.verdict.value, exc.detail)
-            self.on_load_failure(name, exc.verdict.value)
-            raise ModelRefused(f"{name}/{version} refused: {exc.verdict.value}: {exc.detail}",
-                               verdict=exc.verdict.value) from None
-        return ServedModel(loaded, self.max_rows, self.ood_quantile)
+            raise self._refused(name, version, exc.verdict.value, exc.detail) from None
+        try:
+            return ServedModel(loaded, self.max_rows, self.ood_quantile)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a verified bundle this code cannot serve
+            raise self._refused(name, version, bundle.Verdict.UNLOADABLE.value,
+                                f"cannot be served: {type(exc).__name__}: {exc}") from None
+
+    def _refused(self, name: str, version: str, verdict: str, detail: str) -> ModelRefused:
+        # The audit line for every refused bundle, at start-up, on reload and on activation.
+        log.error("model refused name=%s version=%s verdict=%s detail=%s", name, version, verdict, detail)
+        self.on_load_failure(name, verdict)
+        return ModelRefused(f"{name}/{version} refused: {verdict}: {detail}", verdict=verdict)
 
     # -- the store ----------------------------------------------------------------
 
@@ -240,11 +255,13 @@ class ModelRegistry:
     def activate(self, name: str, version: str) -> ServedModel:
         """Verify, load, then point the store at the version and serve it here at once."""
         served = self.candidate(name, version)
-        bundle.write_active(self.model_dir, name, version)
+        written = bundle.write_active(self.model_dir, name, version)
         slot = self._slot(name, create=True)
         with slot.lock:
             slot.served = served
             slot.error = None
-            slot.stamp = bundle.active_stamp(self.model_dir, name)
+            # The stamp of the pointer this call wrote: if another activation replaced it since, the
+            # next request sees a different stamp and loads what that one named.
+            slot.stamp = written
         log.info("model activated name=%s version=%s", name, version)
         return served
