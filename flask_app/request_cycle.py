@@ -2,24 +2,24 @@
 
 Predict endpoints are logged here, after the answer is built and before it
 is sent, so accepted and rejected requests (including 404/405/413/415 and
-unexpected errors) go through one path and each gets exactly one log row.
+unexpected errors) go through one path and each gets exactly one log row:
+appended to the journal before the answer leaves, or the answer is
+withheld (503).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 import re
 import time
-import uuid
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
 from . import metrics
 from .errors import LogUnavailable, problem_body, problem_response
-from .log import RawJSON, SpoolError, raw_text
+from .log import JournalUnavailable, RawJSON, raw_text
+from .request_ids import new_request_id
 
 access_log = logging.getLogger("flask_app.access")
 
@@ -34,70 +34,73 @@ def register_request_cycle(app: Flask) -> None:
 
 def start_request() -> None:
     g.started = time.perf_counter()
-    g.received_at = dt.datetime.now(dt.UTC)
-    supplied = request.headers.get("X-Request-ID", "")
-    g.request_id = supplied if REQUEST_ID_PATTERN.match(supplied) else uuid.uuid4().hex
+    # The service mints every request id; one the client sent is kept beside it (clients reuse theirs).
+    g.request_id, g.received_at = new_request_id()
+    supplied = request.headers.get("X-Request-ID")
+    g.client_request_id = supplied if supplied and REQUEST_ID_PATTERN.match(supplied) else None
 
 
 def finish_request(response: Response) -> Response:
-    latency = time.perf_counter() - g.get("started", time.perf_counter())
+    latency = time.perf_counter() - g.started
     if PREDICT_PATHS.match(request.path) and request.method != "OPTIONS":
         response = log_prediction(response, latency)
     response.headers["X-Request-ID"] = g.request_id
-    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+    if g.client_request_id:
+        response.headers["X-Client-Request-ID"] = g.client_request_id
+    rule = request.url_rule
+    endpoint = rule.rule if rule else "unmatched"
     metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
     metrics.LATENCY.labels(endpoint).observe(latency)
-    served = g.get("served")
-    access_log.info(
-        "request_id=%s method=%s path=%s status=%d latency_ms=%.2f model=%s version=%s",
-        g.request_id, request.method, request.path, response.status_code, latency * 1000,
-        served.name if served else "-", served.version if served else "-",
-    )
+    if access_log.isEnabledFor(logging.INFO):
+        served = g.get("served")
+        access_log.info("request", extra={"fields": {
+            "request_id": g.request_id,
+            "client_request_id": g.client_request_id,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "latency_ms": round(latency * 1000, 2),
+            "model": served.name if served else None,
+            "version": served.version if served else None,
+        }})
     return response
 
 
 def log_prediction(response: Response, latency: float) -> Response:
-    """Commit (or spool) the log row; withhold the answer if neither worked."""
+    """Append the log row to the journal; withhold the answer if it cannot be made durable."""
     settings = current_app.config["SETTINGS"]
-    writer = current_app.extensions["prediction_log"]
-    row = build_row(response, latency, settings.LOG_RAW_BODY_LIMIT)
+    row = build_row(response, latency, settings.LOG_RAW_BODY_LIMIT, settings.MAX_CONTENT_LENGTH)
     try:
-        stored_id, spooled = writer.write(row)
-    except SpoolError:
-        current_app.logger.exception("prediction log unavailable request_id=%s", g.request_id)
-        metrics.LOG_WRITES.labels("failed").inc()
+        current_app.extensions["prediction_log"].append(row)
+    except JournalUnavailable as exc:
+        current_app.logger.error("prediction log unavailable request_id=%s: %s", g.request_id, exc)
+        metrics.LOG_WRITES.labels("refused").inc()
         error = LogUnavailable("The answer cannot be recorded in the prediction log, so it is withheld; retry.")
         return problem_response(problem_body(error.status, error.title, error.detail, error.type))
-    metrics.LOG_WRITES.labels("spooled" if spooled else "committed").inc()
+    metrics.LOG_WRITES.labels("journaled").inc()
     if response.status_code >= 400:
         metrics.VALIDATION_FAILURES.labels(_reason(response)).inc()
-    if stored_id != g.request_id:
-        # A client reused an X-Request-ID already in the log: the row and the answer carry a new one.
-        g.request_id = stored_id
-        body = g.get("response_body")
-        if isinstance(body, dict):
-            body["request_id"] = stored_id
-            response.set_data(json.dumps(body))
     return response
 
 
-def build_row(response: Response, latency: float, raw_limit: int) -> dict[str, Any]:
+def build_row(response: Response, latency: float, raw_limit: int, max_body: int) -> dict[str, Any]:
     served = g.get("served")
     payload = g.get("payload")
     request_body, request_raw, truncated = None, None, False
     if payload is not None:
         # The body parsed as JSON: store its text rather than serialise the parsed value again.
         request_body = RawJSON.from_text(request.get_data(cache=True).decode("utf-8"))
-    elif response.status_code != 413:
+    elif response.status_code == 413 or (request.content_length or 0) > max_body:
+        truncated = True  # a body over MAX_CONTENT_LENGTH is never read, whatever else was wrong
+    else:
         raw = request.get_data(cache=True)
         if raw:
             request_raw, truncated = raw_text(raw, raw_limit)
-    else:
-        truncated = True
     body = g.get("response_body")
     ood = body.get("ood") if isinstance(body, dict) else None
     return {
         "request_id": g.request_id,
+        "client_request_id": g.client_request_id,
         "received_at": g.received_at,
         "endpoint": request.path[:200],
         "status": response.status_code,

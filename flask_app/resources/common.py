@@ -19,6 +19,18 @@ def settings():
     return current_app.config["SETTINGS"]
 
 
+# A read of the log waits at most this long for the journal to be shipped first.
+FLUSH_SECONDS = 2.0
+
+
+def flush_log() -> bool:
+    """Ship what the journal holds before reading the log, so no answered request is missing from it.
+
+    True when rows were shipped.
+    """
+    return current_app.extensions["prediction_log"].flush(FLUSH_SECONDS).shipped_rows > 0
+
+
 def read_json_body() -> Any:
     """The request's JSON value; 415 for another media type or an encoding, 413 when too large."""
     encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
