@@ -8,9 +8,10 @@ unexpected into ``application/problem+json``.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -102,8 +103,8 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     from flask import Response, g
 
     g.response_body = body
-    g.response_text = json.dumps(body)
-    response = Response(g.response_text, status=body["status"], mimetype=PROBLEM_MIMETYPE)
+    g.response_data = orjson.dumps(body)
+    response = Response(g.response_data, status=body["status"], mimetype=PROBLEM_MIMETYPE)
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response

@@ -7,6 +7,7 @@ the figures are this process's own.
 
 from __future__ import annotations
 
+import functools
 import os
 
 from prometheus_client import (
@@ -62,6 +63,22 @@ def record_log_status(status: dict) -> None:
     LOG_BACKLOG_ROWS.set(status.get("backlog_rows") or 0)
     LOG_BACKLOG_BYTES.set(status.get("backlog_bytes") or 0)
     LOG_OLDEST.set(status.get("oldest_unshipped_seconds") or 0)
+
+
+@functools.cache
+def _request_series(endpoint: str, method: str, status: int):
+    return REQUESTS.labels(endpoint, method, str(status))
+
+
+@functools.cache
+def _latency_series(endpoint: str):
+    return LATENCY.labels(endpoint)
+
+
+def record_request(endpoint: str, method: str, status: int, seconds: float) -> None:
+    """One answered request (the labelled series are looked up once per label set, not per request)."""
+    _request_series(endpoint, method, status).inc()
+    _latency_series(endpoint).observe(seconds)
 
 
 def render() -> tuple[bytes, str]:

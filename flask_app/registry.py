@@ -23,7 +23,7 @@ import numpy as np
 
 from ml_models import bundle
 
-from .drift import ood_scores
+from .drift import ks_report, ood_scores
 from .errors import ModelRefused, ModelUnavailable, NotFound
 from .predictor import ExactKNN, build_predictor
 from .validation import Validator
@@ -53,6 +53,7 @@ class ServedModel:
         self.feature_names = loaded.feature_names
         self.validator = Validator(self.info["features"], max_rows)
         self.reference = loaded.reference.get("features")
+        self._sorted_reference = np.sort(self.reference, axis=0) if self.reference is not None else None
         self.train_distances = loaded.reference.get("neighbour_distances")
         self.ood_quantile = ood_quantile
         self.loaded_at = time.time()
@@ -75,6 +76,10 @@ class ServedModel:
             probabilities = [dict(zip(names, row, strict=True)) for row in np.round(output.proba, 6).tolist()]
         return Prediction(output.values.tolist(), probabilities, self.ood(output.mean_distance))
 
+    def drift_report(self, X: np.ndarray, alpha: float) -> dict[str, Any]:
+        """Per-feature KS test of X against the training features (sorted once, when the model loaded)."""
+        return ks_report(self._sorted_reference, X, self.feature_names, alpha, presorted=True)
+
     def ood(self, mean_distance: np.ndarray | None) -> list[dict[str, Any]]:
         if mean_distance is None or self.train_distances is None:
             return []
@@ -87,6 +92,7 @@ class ServedModel:
 class _Slot:
     """One model name in one process: what is served and what was last seen in the store."""
 
+    pointer: str  # the path of the name's ACTIVE file
     served: ServedModel | None = None
     stamp: tuple[int, int] | None = None
     error: str | None = None
@@ -124,7 +130,7 @@ class ModelRegistry:
         if slot is None:
             raise NotFound(f"No model named {name!r} in the store.")
         try:
-            stamp = bundle.active_stamp(self.model_dir, name)
+            stamp = bundle.file_stamp(slot.pointer)
         except OSError as exc:
             raise ModelUnavailable(f"The store's pointer for {name!r} cannot be read: {exc.strerror}.") from None
         if stamp != slot.stamp:
@@ -161,7 +167,8 @@ class ModelRegistry:
             if not create and not (bundle.NAME_PATTERN.match(name) and (self.model_dir / name).is_dir()):
                 return None
             with self._slots_lock:
-                slot = self._slots.setdefault(name, _Slot())
+                slot = self._slots.setdefault(name, _Slot(str(bundle.model_root(self.model_dir, name) /
+                                                                 bundle.ACTIVE_FILE)))
         return slot
 
     def _refresh(self, name: str, slot: _Slot, stamp: tuple[int, int] | None) -> None:

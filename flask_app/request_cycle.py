@@ -33,31 +33,32 @@ def register_request_cycle(app: Flask) -> None:
 
 
 def start_request() -> None:
-    g.started = time.perf_counter()
+    state = g._get_current_object()  # bound once: each access through the proxy costs a lookup
+    state.started = time.perf_counter()
     # The service mints every request id; one the client sent is kept beside it (clients reuse theirs).
-    g.request_id, g.received_at = new_request_id()
+    state.request_id, state.received_at = new_request_id()
     supplied = request.headers.get("X-Request-ID")
-    g.client_request_id = supplied if supplied and REQUEST_ID_PATTERN.match(supplied) else None
+    state.client_request_id = supplied if supplied and REQUEST_ID_PATTERN.match(supplied) else None
 
 
 def finish_request(response: Response) -> Response:
-    latency = time.perf_counter() - g.started
-    if PREDICT_PATHS.match(request.path) and request.method != "OPTIONS":
+    state, current = g._get_current_object(), request._get_current_object()
+    latency = time.perf_counter() - state.started
+    if current.method != "OPTIONS" and PREDICT_PATHS.match(current.path):
         response = log_prediction(response, latency)
-    response.headers["X-Request-ID"] = g.request_id
-    if g.client_request_id:
-        response.headers["X-Client-Request-ID"] = g.client_request_id
-    rule = request.url_rule
-    endpoint = rule.rule if rule else "unmatched"
-    metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-    metrics.LATENCY.labels(endpoint).observe(latency)
+    headers = response.headers
+    headers["X-Request-ID"] = state.request_id
+    if state.client_request_id:
+        headers["X-Client-Request-ID"] = state.client_request_id
+    rule = current.url_rule
+    metrics.record_request(rule.rule if rule else "unmatched", current.method, response.status_code, latency)
     if access_log.isEnabledFor(logging.INFO):
-        served = g.get("served")
+        served = state.get("served")
         access_log.info("request", extra={"fields": {
-            "request_id": g.request_id,
-            "client_request_id": g.client_request_id,
-            "method": request.method,
-            "path": request.path,
+            "request_id": state.request_id,
+            "client_request_id": state.client_request_id,
+            "method": current.method,
+            "path": current.path,
             "status": response.status_code,
             "latency_ms": round(latency * 1000, 2),
             "model": served.name if served else None,
@@ -84,38 +85,39 @@ def log_prediction(response: Response, latency: float) -> Response:
 
 
 def build_row(response: Response, latency: float, raw_limit: int, max_body: int) -> dict[str, Any]:
-    served = g.get("served")
-    payload = g.get("payload")
+    state, current = g._get_current_object(), request._get_current_object()
+    served = state.get("served")
     request_body, request_raw, truncated = None, None, False
-    if payload is not None:
+    if state.get("payload") is not None:
         # The body parsed as JSON: store its text rather than serialise the parsed value again.
-        request_body = RawJSON.from_text(request.get_data(cache=True).decode("utf-8"))
-    elif response.status_code == 413 or (request.content_length or 0) > max_body:
+        request_body = RawJSON.from_text(current.get_data(cache=True).decode("utf-8"))
+    elif response.status_code == 413 or (current.content_length or 0) > max_body:
         truncated = True  # a body over MAX_CONTENT_LENGTH is never read, whatever else was wrong
     else:
-        raw = request.get_data(cache=True)
+        raw = current.get_data(cache=True)
         if raw:
             request_raw, truncated = raw_text(raw, raw_limit)
-    body = g.get("response_body")
+    body = state.get("response_body")
+    data = state.get("response_data")
     ood = body.get("ood") if isinstance(body, dict) else None
     return {
-        "request_id": g.request_id,
-        "client_request_id": g.client_request_id,
-        "received_at": g.received_at,
-        "endpoint": request.path[:200],
+        "request_id": state.request_id,
+        "client_request_id": state.client_request_id,
+        "received_at": state.received_at,
+        "endpoint": current.path[:200],
         "status": response.status_code,
         "model_name": served.name if served else None,
         "model_version": served.version if served else None,
         "model_sha256": served.sha256 if served else None,
-        "n_rows": g.get("n_rows"),
+        "n_rows": state.get("n_rows"),
         "n_ood_flagged": sum(1 for item in ood if item["flagged"]) if ood else None,
         "latency_ms": round(latency * 1000, 3),
         "request_body": request_body,
         "request_raw": request_raw,
         "request_truncated": truncated,
-        "response_body": RawJSON.from_text(g.response_text) if g.get("response_text") else body,
+        "response_body": RawJSON.from_text(data.decode()) if data else body,
         "error": _error_summary(body) if response.status_code >= 400 else None,
-        "client_addr": (request.remote_addr or "")[:64] or None,
+        "client_addr": (current.remote_addr or "")[:64] or None,
     }
 
 

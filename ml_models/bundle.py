@@ -271,8 +271,13 @@ def write_active(model_dir: Path, name: str, version: str) -> tuple[int, int]:
 
 def active_stamp(model_dir: Path, name: str) -> tuple[int, int] | None:
     """A cheap fingerprint of the ACTIVE pointer (inode, mtime): it changes on every write."""
+    return file_stamp(str(model_root(model_dir, name) / ACTIVE_FILE))
+
+
+def file_stamp(path: str) -> tuple[int, int] | None:
+    """(inode, mtime) of a file, None when it does not exist: one stat."""
     try:
-        st = os.stat(model_root(model_dir, name) / ACTIVE_FILE)
+        st = os.stat(path)
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns)

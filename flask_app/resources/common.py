@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from flask import Response, current_app, g, request
 
 from ..errors import InvalidInput, UnsupportedMediaType
@@ -51,8 +51,8 @@ def read_json_body() -> Any:
 
 def json_response(body: dict[str, Any], status: int = 200) -> Response:
     g.response_body = body
-    g.response_text = json.dumps(body, separators=(",", ":"))
-    return Response(g.response_text, status=status, mimetype="application/json")
+    g.response_data = orjson.dumps(body)
+    return Response(g.response_data, status=status, mimetype="application/json")
 
 
 def int_arg(name: str, default: int, low: int, high: int) -> int:

@@ -8,7 +8,7 @@ from flask_restful import Resource
 from .. import log as prediction_log
 from .. import metrics
 from ..auth import require_admin
-from ..drift import ks_report, window_matrix
+from ..drift import window_matrix
 from .common import flush_log, int_arg, json_response, registry, settings
 
 
@@ -31,7 +31,7 @@ class Drift(Resource):
             body["note"] = f"fewer than DRIFT_MIN_ROWS={config.DRIFT_MIN_ROWS} logged rows; no test run"
             body["report"] = None
         else:
-            body["report"] = ks_report(served.reference, X, served.feature_names, config.DRIFT_ALPHA)
+            body["report"] = served.drift_report(X, config.DRIFT_ALPHA)
         return json_response(body)
 
 
