@@ -8,10 +8,11 @@ unexpected into ``application/problem+json``.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -91,7 +92,7 @@ class ModelUnavailable(ServiceError):
 
 
 class LogUnavailable(ServiceError):
-    """Neither the database nor the spool could take the log row: the answer is withheld."""
+    """The journal could not take the log row: the answer is withheld."""
 
     status, title, slug = 503, "Prediction log unavailable", "log-unavailable"
 
@@ -119,8 +120,8 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
             body, mimetype = shape(body), "application/json"
             break
     g.response_body = body
-    g.response_text = json.dumps(body)
-    response = Response(g.response_text, status=body["status"], mimetype=mimetype)
+    g.response_data = orjson.dumps(body)
+    response = Response(g.response_data, status=body["status"], mimetype=mimetype)
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
@@ -128,6 +129,7 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
 
 def register_error_handlers(app: Flask) -> None:
     from flask import g
+    from sqlalchemy.exc import OperationalError
     from werkzeug.exceptions import HTTPException
 
     @app.errorhandler(ServiceError)
@@ -144,6 +146,16 @@ def register_error_handlers(app: Flask) -> None:
         if error.code == 405 and error.valid_methods:
             headers["Allow"] = ", ".join(sorted(error.valid_methods))
         return problem_response(problem_body(error.code or 500, error.name, error.description or error.name), headers)
+
+    @app.errorhandler(OperationalError)
+    def handle_database_unavailable(error: OperationalError) -> Response:
+        from .extensions import db
+
+        db.session.rollback()
+        log.warning("database unavailable request_id=%s: %s", g.get("request_id"), type(error.orig).__name__)
+        return problem_response(problem_body(
+            503, "Database unavailable", "The prediction log's database did not answer in time; retry.",
+            PROBLEM_BASE + "database-unavailable"))
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Response:

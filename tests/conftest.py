@@ -127,9 +127,9 @@ def migrate_to(url: str, revision: str, downgrade: bool = False) -> None:
 
     from flask_app import MIGRATIONS_DIR, create_app
 
-    spool = tempfile.mkdtemp(prefix="spool-")
-    app = create_app({"DATABASE_URL": url, "MODEL_DIR": "/nonexistent", "SPOOL_REPLAY_SECONDS": 0,
-                      "LOG_SPOOL_DIR": spool})
+    journal = tempfile.mkdtemp(prefix="journal-")
+    app = create_app({"DATABASE_URL": url, "MODEL_DIR": "/nonexistent", "LOG_SHIP_INTERVAL": 0,
+                      "LOG_JOURNAL_DIR": journal})
     try:
         with app.app_context():
             step = flask_migrate.downgrade if downgrade else flask_migrate.upgrade
@@ -137,8 +137,9 @@ def migrate_to(url: str, revision: str, downgrade: bool = False) -> None:
             from flask_app.extensions import db
 
             db.engine.dispose()
+        app.extensions["prediction_log"].stop()
     finally:
-        shutil.rmtree(spool, ignore_errors=True)
+        shutil.rmtree(journal, ignore_errors=True)
 
 
 def head_revision() -> str:
@@ -167,8 +168,8 @@ def settings(tmp_path, store, pg_database) -> dict[str, Any]:
     return {
         "DATABASE_URL": pg_database,
         "MODEL_DIR": str(store),
-        "LOG_SPOOL_DIR": str(tmp_path / "spool"),
-        "SPOOL_REPLAY_SECONDS": 0,
+        "LOG_JOURNAL_DIR": str(tmp_path / "journal"),
+        "LOG_SHIP_INTERVAL": 0,
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "MAX_BATCH_ROWS": 1000,
         "DRIFT_MIN_ROWS": 30,
@@ -176,18 +177,34 @@ def settings(tmp_path, store, pg_database) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(settings):
+def make_app():
+    """create_app for a test: its journal is sealed and shipped and its connections closed when the test ends."""
     from flask_app import create_app
     from flask_app.extensions import db as flask_db
 
-    application = create_app(settings)
+    made = []
+
+    def make(config):
+        made.append(create_app(config))
+        return made[-1]
+
+    yield make
+    for application in made:
+        application.extensions["prediction_log"].stop()
+        with application.app_context():
+            flask_db.session.remove()
+            flask_db.engine.dispose()
+
+
+@pytest.fixture
+def app(settings, make_app):
+    from flask_app.extensions import db as flask_db
+
+    application = make_app(settings)
     with application.app_context():
-        flask_db.session.execute(sa.text("TRUNCATE prediction_log RESTART IDENTITY"))
+        flask_db.session.execute(sa.text("TRUNCATE prediction_log, prediction_log_journal RESTART IDENTITY"))
         flask_db.session.commit()
-    yield application
-    with application.app_context():
-        flask_db.session.remove()
-        flask_db.engine.dispose()
+    return application
 
 
 @pytest.fixture
@@ -197,11 +214,13 @@ def client(app):
 
 @pytest.fixture
 def log_rows(app):
-    """Read the prediction log as dicts, oldest first."""
+    """Read the prediction log as dicts, oldest first (after shipping what the journal holds)."""
     from flask_app.extensions import db as flask_db
     from flask_app.log import PredictionLog
 
     def read() -> list[dict[str, Any]]:
+        report = app.extensions["prediction_log"].flush()
+        assert report.error is None, report.error
         with app.app_context():
             rows = flask_db.session.scalars(sa.select(PredictionLog).order_by(PredictionLog.id)).all()
             result = [{c.name: getattr(row, c.name) for c in PredictionLog.__table__.columns} for row in rows]

@@ -13,7 +13,6 @@ from flask import g
 from flask_restful import Resource
 
 from .. import metrics
-from ..drift import ks_report
 from ..errors import DriftRejected
 from ..registry import Prediction, ServedModel
 from ..validation import Batch
@@ -67,7 +66,7 @@ def batch_drift(served: ServedModel, batch: Batch) -> dict | None:
     config = settings()
     if batch.n_rows < config.DRIFT_MIN_ROWS or served.reference is None:
         return None
-    report = ks_report(served.reference, batch.X, served.feature_names, config.DRIFT_ALPHA)
+    report = served.drift_report(batch.X, config.DRIFT_ALPHA)
     if report["drifted"] and config.DRIFT_POLICY == "reject":
         raise DriftRejected(
             f"The batch differs from the training data in {', '.join(report['drifted'])} (KS test).",

@@ -110,9 +110,7 @@ class ServerReady(Resource):
                 registry().get(name)
             except ServiceError as exc:
                 reasons.append(f"model {name}: {exc.detail}")
-        problem = prediction_log_state()["problem"]
-        if problem:
-            reasons.append(problem)
+        reasons += prediction_log_state()[1]
         if reasons:
             return json_response({"ready": False, "error": "; ".join(reasons)}, 400)
         return json_response({"ready": True})
