@@ -255,6 +255,14 @@ class ModelRegistry:
             raise NotFound(f"No version {version[:64]!r} of {name[:64]!r}.")
         return bundle.verify(bundle.version_path(self.model_dir, name, version), self.verify_key)
 
+    def verified_file(self, name: str, version: str, filename: str) -> bytes | None:
+        """The exact bytes of one file of a version that verifies (None when it does not or has no such file)."""
+        if not self.has_version(name, version):
+            raise NotFound(f"No version {version[:64]!r} of {name[:64]!r}.")
+        verification, files = bundle.verified_files(bundle.version_path(self.model_dir, name, version),
+                                                    self.verify_key)
+        return files.get(filename) if verification.ok else None
+
     def has_version(self, name: str, version: str) -> bool:
         """Whether the store holds that version of that model (verified or not)."""
         if not bundle.NAME_PATTERN.match(name) or not bundle.VERSION_PATTERN.match(version):

@@ -1,21 +1,16 @@
 """A real service for tests that drive it from outside: gunicorn, PostgreSQL, both bundled models.
 
 ``live_service`` builds a model store (the signed Boston model, a second
-Boston version that is not active, the heart classifier), a fresh migrated
-database, and starts gunicorn on a free port; it stops and drops everything
-when the block ends. The browser and V2 client tests share it, one server per
-test module.
+Boston version that is not active, the heart classifier) and a fresh
+migrated database, and starts gunicorn (``servers.Server``) on them; it
+stops and drops everything when the block ends. The browser and V2 client
+tests use it, one server per test module.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,15 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from .conftest import ADMIN, ADMIN_TOKEN, create_database, drop_database, migrate_to_head, train_into
+from .servers import Server
 
-ROOT = Path(__file__).resolve().parent.parent
 N_WORKERS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -83,39 +72,14 @@ def live_service(workdir: Path, signed_store: Path, heart_bundle: Path, pg_serve
     shutil.copytree(heart_bundle.parent, store / "heart-knn")
     second = train_into(store, "--max-neighbors", "1", signing_key=signing_key).name
     database_url = create_database(pg_server)
-    migrate_to_head(database_url)
-    metrics_dir = workdir / "prometheus"
-    metrics_dir.mkdir()
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-               DATABASE_URL=database_url, MODEL_DIR=str(store), LOG_SPOOL_DIR=str(workdir / "spool"),
-               ADMIN_TOKEN=ADMIN_TOKEN, SPOOL_REPLAY_SECONDS="0.5", LOG_LEVEL="WARNING")
-    log_path = workdir / "gunicorn.log"
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [str(gunicorn), "--workers", str(N_WORKERS), "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-             "flask_app.wsgi:app"], cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=log_file)
-        service = LiveService(f"http://127.0.0.1:{port}", store, database_url, second, log_path)
+    try:
+        migrate_to_head(database_url)
+        server = Server(workdir, {"DATABASE_URL": database_url, "MODEL_DIR": store, "ADMIN_TOKEN": ADMIN_TOKEN,
+                                  "LOG_JOURNAL_DIR": workdir / "journal", "LOG_LEVEL": "WARNING"},
+                        workers=N_WORKERS)
         try:
-            _wait_until_ready(service, process)
-            yield service
+            yield LiveService(server.url, store, database_url, second, server.log)
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
-            drop_database(database_url)
-
-
-def _wait_until_ready(service: LiveService, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            if service.call("GET", "/ready")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("gunicorn did not become ready:\n" + service.log_path.read_text()[-3000:])
+            server.stop()
+    finally:
+        drop_database(database_url)

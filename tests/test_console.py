@@ -110,25 +110,21 @@ def test_sign_out_ends_the_session(client):
     assert client.get("/console/models").status_code == 302
 
 
-def test_changing_the_admin_token_signs_everyone_out(settings, both):
-    from flask_app import create_app
-
-    first = create_app(settings).test_client()
+def test_changing_the_admin_token_signs_everyone_out(settings, both, make_app):
+    first = make_app(settings).test_client()
     sign_in(first)
     cookie = first.get_cookie("console_session", path="/console")
-    other = create_app(dict(settings, ADMIN_TOKEN="another-token")).test_client()
+    other = make_app(dict(settings, ADMIN_TOKEN="another-token")).test_client()
     other.set_cookie("console_session", cookie.value, path="/console")
     assert other.get("/console/models").status_code == 302
-    same = create_app(settings).test_client()  # another worker with the same token
+    same = make_app(settings).test_client()  # another worker with the same token
     same.set_cookie("console_session", cookie.value, path="/console")
     assert same.get("/console/models").status_code == 200
 
 
 @pytest.mark.parametrize("extra", [{}, {"DEV_MODE": True}])
-def test_the_console_is_disabled_without_an_admin_token(settings, both, extra):
-    from flask_app import create_app
-
-    client = create_app(dict(settings, ADMIN_TOKEN="", **extra)).test_client()
+def test_the_console_is_disabled_without_an_admin_token(settings, both, extra, make_app):
+    client = make_app(dict(settings, ADMIN_TOKEN="", **extra)).test_client()
     response = client.get("/console/login")
     assert response.status_code == 403 and b"no ADMIN_TOKEN is configured" in response.data
     assert "Set-Cookie" not in response.headers
@@ -301,11 +297,12 @@ def test_log_page_filters_like_the_api(client):
 
 
 def test_request_page_shows_both_bodies_and_the_error_locations(client):
-    rejected = client.post("/predict", json={"instances": [dict(BOSTON_ROW, CHAS=3)]})
-    wait_for_log(client, 1)
+    rejected = client.post("/predict", json={"instances": [dict(BOSTON_ROW, CHAS=3)]},
+                           headers={"X-Request-ID": "client-order-17"})
     sign_in(client)
     html = client.get(f"/console/log/{rejected.headers['X-Request-ID']}").text
     assert "instances/0/CHAS" in html and "must be one of 0, 1" in html
+    assert "<code>client-order-17</code>" in html
     assert 'id="request-body"' in html and "&#34;CHAS&#34;: 3" in html and 'id="response-body"' in html
     missing = client.get("/console/log/no-such-request")
     assert missing.status_code == 404 and b"no-such-request" in missing.data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import math
 import re
@@ -27,8 +28,9 @@ from ml_models import bundle
 
 from .. import log as prediction_log
 from .. import shadow
-from ..drift import histograms, ks_report, window_matrix
+from ..drift import histograms, window_matrix
 from ..errors import ServiceError
+from ..resources.common import flush_log
 from . import access
 from .charts import Series, distribution_chart, time_chart
 
@@ -130,11 +132,10 @@ def version_detail(name: str, version: str):
 @console.get("/models/<string:name>/<string:version>/cv_plot.png")
 def cv_plot(name: str, version: str):
     """The CV plot of a version that verifies (its hash is in the signed info file)."""
-    verification = registry().inspect(name, version)
-    if not verification.ok or bundle.PLOT_FILE not in verification.info["files"]:
+    plot = registry().verified_file(name, version, bundle.PLOT_FILE)
+    if plot is None:
         abort(404, "No verified CV plot for this version.")
-    path = bundle.version_path(registry().model_dir, name, version) / bundle.PLOT_FILE
-    return send_file(path, mimetype="image/png", max_age=3600)
+    return send_file(io.BytesIO(plot), mimetype="image/png", max_age=3600)
 
 
 @console.post("/models/<string:name>/<string:version>/dry-run")
@@ -148,6 +149,7 @@ def dry_run(name: str, version: str):
     except ServiceError as exc:
         flash(f"{name} {version} cannot be compared: {exc.detail}", "error")
         return version_page(name, version, status=exc.status)
+    flush_log()
     logged = prediction_log.recent_accepted(name, active.version, n)
     report = shadow.compare(active, candidate, logged, tolerance)
     return version_page(name, version, comparison={"report": report, "n": n, "tolerance": tolerance})
@@ -181,6 +183,7 @@ def traffic():
     now = dt.datetime.now(dt.UTC)
     until = dt.datetime.fromtimestamp((now.timestamp() // bucket + 1) * bucket, dt.UTC)
     since = until - length
+    flush_log()
     buckets = prediction_log.traffic(since, until, bucket, model)
     totals = prediction_log.traffic_totals(since, until, model)
     starts = [item["start"] for item in buckets]
@@ -224,6 +227,7 @@ def log():
     offset = _bounded_int(request.args.get("offset"), 0, 0, 10**9)
     rows, total = [], 0
     if not problems:
+        flush_log()
         rows, total = prediction_log.query(status=status, model_name=model, model_version=version, since=since,
                                            until=until, limit=limit, offset=offset)
     filters = {key: request.args.get(key, "") for key in ("status", "model", "version", "since", "until")}
@@ -246,8 +250,13 @@ def request_detail(request_id: str):
     """One logged request: its body, the answer, and where the errors are."""
     row = prediction_log.find(request_id)
     if row is None:
+        # Answered a moment ago: ship the journal and look again (whoever shipped it, it is there now).
+        flush_log()
+        row = prediction_log.find(request_id)
+    if row is None:
         abort(404, f"No logged request {request_id[:128]!r}.")
     entry = prediction_log.serialize(row)
+    entry["client_request_id"] = row.client_request_id
     body = entry["response_body"] if isinstance(entry["response_body"], dict) else {}
     errors = [item for item in body.get("errors", []) if isinstance(item, dict)]
     back = request.args.get("back", "")
@@ -274,12 +283,13 @@ def drift():
     except ServiceError as exc:
         context["problem"] = exc.detail
         return render_template("console/drift.html", **context)
+    flush_log()
     bodies = prediction_log.recent_request_bodies(served.name, served.version, window,
                                                    settings().DRIFT_WINDOW_MAX_BYTES)
     X = window_matrix(bodies, served.validator, window)
     context.update(served=served, n_rows=len(X))
     if len(X) >= settings().DRIFT_MIN_ROWS and served.reference is not None:
-        report = ks_report(served.reference, X, served.feature_names, settings().DRIFT_ALPHA)
+        report = served.drift_report(X, settings().DRIFT_ALPHA)
         context["report"] = report
         for item in histograms(served.reference, X, served.info["features"]):
             test = report["features"][item["name"]]
