@@ -32,7 +32,7 @@ def time_arg(name: str) -> dt.datetime | None:
 
 class PredictionList(Resource):
     def get(self):
-        """Log rows, newest first; filters status, model, model_version, client_request_id, since, until; limit/offset."""
+        """Log rows, newest first; filters status, model, model_version, client_request_id, since, until."""
         require_admin()
         flush_log()
         limit = int_arg("limit", 50, 1, MAX_PAGE)
