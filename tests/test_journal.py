@@ -29,7 +29,7 @@ from flask_app.log.shipper import QUARANTINE_DIR, PostgresDestination, Shipper
 from flask_app.log.table import COLUMNS, JSON_COLUMNS
 from flask_app.request_ids import new_request_id
 
-from .conftest import ADMIN, BOSTON_ROW
+from .conftest import ADMIN, BOSTON_ROW, tmpfs
 
 ROOT = Path(__file__).resolve().parent.parent
 DEAD = "postgresql://postgres@127.0.0.1:1/nowhere"
@@ -175,14 +175,8 @@ def test_a_batch_meeting_a_stored_request_id_keeps_every_other_row(tmp_path, dat
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 64 KiB tmpfs: writes fail with ENOSPC part-way through a record."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True,
-                          check=False)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs for the disk-full test (run as root): {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "tiny", "64k") as mount:
+        yield mount
 
 
 def test_a_full_disk_refuses_the_row_and_every_record_starts_cleanly(tiny_disk, database):
