@@ -24,8 +24,9 @@ import pytest
 import sqlalchemy as sa
 
 from flask_app.log import record
+from flask_app.log.destinations import PostgresDestination
 from flask_app.log.journal import Journal, JournalUnavailable, segment_paths
-from flask_app.log.shipper import QUARANTINE_DIR, PostgresDestination, Shipper
+from flask_app.log.shipper import QUARANTINE_DIR, Shipper
 from flask_app.log.table import COLUMNS, JSON_COLUMNS
 from flask_app.request_ids import new_request_id
 
