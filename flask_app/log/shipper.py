@@ -325,9 +325,10 @@ class ShipperThread:
                 continue
             try:
                 report = self.shipper.ship_once(patient=True)
-            except OSError:
+            except Exception:  # the thread must outlive any one pass, or nothing is shipped again
                 log.exception("prediction log: a shipping pass failed")
-                report = PassReport(error="journal unreadable")
+                report = PassReport(error="a shipping pass failed (see the service log)")
+                self._stop.wait(self.election_seconds)
             write_status(self.shipper)
             self._stop.wait(0.0 if report.full_batch else self.interval)
 
