@@ -51,7 +51,7 @@ class Destination(Protocol):
     def ship(self, segment: str, start: int, end: int, rows_before: int, data: bytes, n_rows: int,
              columns: list[str]) -> list[bytes]: ...
 
-    def forget(self, segment: str) -> None: ...
+    def prune(self, days: float) -> None: ...
 
     def close(self) -> None: ...
 
@@ -111,21 +111,40 @@ class PostgresDestination:
                 with conn.transaction(), conn.cursor() as cursor, \
                         cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(_LOG, names)) as copy:
                     copy.write(data)
+            except pg_errors.UniqueViolation:
+                refused = self._skipping_duplicates(conn, names, data, columns)
             except (pg_errors.DataError, pg_errors.IntegrityError):
-                # A request id already stored, or a record the database refuses: one record at a time.
                 refused = self._one_by_one(conn, names, data, columns)
             conn.execute(_CHECKPOINT_ADVANCE, (end, rows_before + n_rows, segment))
             return refused
 
         return self._run(work)
 
+    def _skipping_duplicates(self, conn: psycopg.Connection, names: sql.Composable, data: bytes,
+                             columns: list[str]) -> list[bytes]:
+        """The batch once more, request ids already stored left out: through a temporary table, one statement."""
+        try:
+            with conn.transaction(), conn.cursor() as cursor:
+                self._stage(cursor, names)
+                with cursor.copy(sql.SQL("COPY journal_batch ({}) FROM STDIN").format(names)) as copy:
+                    copy.write(data)
+                cursor.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM journal_batch ON CONFLICT DO NOTHING")
+                               .format(_LOG, names, names))
+            return []
+        except (pg_errors.DataError, pg_errors.IntegrityError):
+            return self._one_by_one(conn, names, data, columns)
+
     @staticmethod
-    def _one_by_one(conn: psycopg.Connection, names: sql.Composable, data: bytes, columns: list[str]) -> list[bytes]:
-        """Each record on its own: duplicates skipped, a refused record retried with its bodies as text."""
-        conn.execute(sql.SQL("CREATE TEMP TABLE journal_record ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA")
-                     .format(names, _LOG))
-        copy_one = sql.SQL("COPY journal_record ({}) FROM STDIN").format(names)
-        insert_one = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM journal_record ON CONFLICT DO NOTHING").format(
+    def _stage(cursor: psycopg.Cursor, names: sql.Composable) -> None:
+        cursor.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS journal_batch ON COMMIT DROP AS "
+                               "SELECT {} FROM {} WITH NO DATA").format(names, _LOG))
+        cursor.execute("TRUNCATE journal_batch")
+
+    def _one_by_one(self, conn: psycopg.Connection, names: sql.Composable, data: bytes,
+                    columns: list[str]) -> list[bytes]:
+        """Each record on its own (a record the database refuses is in the batch): duplicates skipped, a refused
+        record tried once more with its bodies as text; returns those refused even so."""
+        insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM journal_batch ON CONFLICT DO NOTHING").format(
             _LOG, names, names)
         refused = []
         for line in data.splitlines(keepends=True):
@@ -135,10 +154,10 @@ class PostgresDestination:
                     break
                 try:
                     with conn.transaction(), conn.cursor() as cursor:
-                        with cursor.copy(copy_one) as copy:
+                        self._stage(cursor, names)
+                        with cursor.copy(sql.SQL("COPY journal_batch ({}) FROM STDIN").format(names)) as copy:
                             copy.write(attempt)
-                        cursor.execute(insert_one)
-                        cursor.execute("TRUNCATE journal_record")
+                        cursor.execute(insert)
                     stored = True
                     break
                 except (pg_errors.DataError, pg_errors.IntegrityError) as exc:
@@ -147,8 +166,9 @@ class PostgresDestination:
                 refused.append(line)
         return refused
 
-    def forget(self, segment: str) -> None:
-        self._run(lambda conn: conn.execute(_CHECKPOINT_DELETE, (segment,)))
+    def prune(self, days: float) -> None:
+        """Forget checkpoints untouched for ``days`` (their segments are long gone)."""
+        self._run(lambda conn: conn.execute(_CHECKPOINT_PRUNE, (days,)))
 
     def close(self) -> None:
         if self._conn is not None:
@@ -165,7 +185,8 @@ _CHECKPOINT_LOCK = sql.SQL("SELECT shipped_offset, shipped_rows FROM {} WHERE se
     _CHECKPOINTS)
 _CHECKPOINT_ADVANCE = sql.SQL("UPDATE {} SET shipped_offset = %s, shipped_rows = %s, updated_at = now() "
                               "WHERE segment = %s").format(_CHECKPOINTS)
-_CHECKPOINT_DELETE = sql.SQL("DELETE FROM {} WHERE segment = %s").format(_CHECKPOINTS)
+_CHECKPOINT_PRUNE = sql.SQL("DELETE FROM {} WHERE updated_at < now() - make_interval(secs => %s * 86400)").format(
+    _CHECKPOINTS)
 
 
 # --- SQLite (the embedded default) -----------------------------------------------------------
@@ -206,10 +227,11 @@ class SQLiteDestination:
             raise DatabaseUnavailable(_reason(exc)) from exc
         return refused
 
-    def forget(self, segment: str) -> None:
+    def prune(self, days: float) -> None:
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
         try:
             with self.engine.begin() as conn:
-                conn.execute(sa.delete(self.checkpoints).where(self.checkpoints.c.segment == segment))
+                conn.execute(sa.delete(self.checkpoints).where(self.checkpoints.c.updated_at < cutoff))
         except sa.exc.SQLAlchemyError as exc:
             raise DatabaseUnavailable(_reason(exc)) from exc
 

@@ -49,6 +49,9 @@ LOCK_FILE = "shipper.lock"
 QUARANTINE_DIR = "quarantine"
 COUNT_CHUNK = 1 << 20
 HEADER_LIMIT = 1 << 16
+# Checkpoints of deleted segments are kept this long, and looked at for pruning this often.
+CHECKPOINT_DAYS = 7
+PRUNE_SECONDS = 3600
 
 
 # --- the shipper -----------------------------------------------------------------------------------
@@ -90,6 +93,7 @@ class Shipper:
         self._pass_lock = threading.Lock()
         self._synced_at = 0.0
         self._retry_at = 0.0
+        self._prune_at = 0.0
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.last_shipped_at: float | None = None
@@ -114,6 +118,8 @@ class Shipper:
                 self._visit(path, report, deadline, sync_due)
             if sync_due:
                 self._synced_at = time.monotonic()
+            if report.error is None and time.monotonic() >= self._prune_at:
+                self._prune(report)
             for name in set(self._states) - seen:
                 del self._states[name]
             if report.error and not (patient and time.monotonic() < self._retry_at):
@@ -182,6 +188,13 @@ class Shipper:
                 log.error("prediction log: %d journal records of %s refused by the database, kept in %s",
                           len(refused), name, QUARANTINE_DIR)
 
+    def _prune(self, report: PassReport) -> None:
+        try:
+            self.destination.prune(CHECKPOINT_DAYS)
+        except DatabaseUnavailable as exc:
+            report.error = str(exc)
+        self._prune_at = time.monotonic() + PRUNE_SECONDS
+
     def _state(self, name: str, fd: int, size: int, sealed: bool) -> _SegmentState | None:
         state = self._states.get(name)
         if state is not None:
@@ -226,10 +239,11 @@ class Shipper:
         return True
 
     def _delete(self, path: Path, report: PassReport) -> None:
+        # Its checkpoint stays (pruned after CHECKPOINT_DAYS): a shipper that still holds the file open
+        # learns from it that everything is shipped, rather than offering the rows again.
         path.unlink(missing_ok=True)
         fsync_dir(self.directory)
         self._states.pop(path.name, None)
-        self.destination.forget(path.name)
         report.deleted_segments += 1
         self.totals["deleted"] += 1
 
