@@ -24,12 +24,13 @@ import pytest
 import sqlalchemy as sa
 
 from flask_app.log import record
+from flask_app.log.destinations import CheckpointMoved, PostgresDestination
 from flask_app.log.journal import Journal, JournalUnavailable, segment_paths
-from flask_app.log.shipper import QUARANTINE_DIR, PostgresDestination, Shipper
+from flask_app.log.shipper import QUARANTINE_DIR, Shipper
 from flask_app.log.table import COLUMNS, JSON_COLUMNS
 from flask_app.request_ids import new_request_id
 
-from .conftest import ADMIN, BOSTON_ROW
+from .conftest import ADMIN, BOSTON_ROW, tmpfs
 
 ROOT = Path(__file__).resolve().parent.parent
 DEAD = "postgresql://postgres@127.0.0.1:1/nowhere"
@@ -175,14 +176,8 @@ def test_a_batch_meeting_a_stored_request_id_keeps_every_other_row(tmp_path, dat
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 64 KiB tmpfs: writes fail with ENOSPC part-way through a record."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True,
-                          check=False)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs for the disk-full test (run as root): {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "tiny", "64k") as mount:
+        yield mount
 
 
 def test_a_full_disk_refuses_the_row_and_every_record_starts_cleanly(tiny_disk, database):
@@ -426,3 +421,47 @@ def test_received_at_and_the_request_id_come_from_one_clock_reading():
     request_id, received_at = new_request_id()
     assert minted_at(request_id) == received_at.replace(microsecond=received_at.microsecond // 1000 * 1000)
     assert received_at.tzinfo == dt.UTC
+
+
+def test_a_deleted_segments_checkpoint_tells_a_late_shipper_it_is_done(tmp_path, database):
+    """A shipper that opened a segment before another shipped and deleted it must not offer its rows again."""
+    journal = Journal(tmp_path, COLUMNS)
+    rows = [make_row(i) for i in range(5)]
+    for row in rows:
+        journal.append(encoded(row))
+    name = journal.segment_name
+    data = (tmp_path / name).read_bytes()
+    journal.close()
+    first = shipper_for(tmp_path, database)
+    assert first.ship_once().deleted_segments == 1
+    header_bytes = data.index(b"\n") + 1
+    late = PostgresDestination(conninfo(database), 5.0)
+    with pytest.raises(CheckpointMoved) as moved:
+        late.ship(name, header_bytes, len(data), 0, data[header_bytes:], 5, COLUMNS)
+    assert (moved.value.offset, moved.value.rows) == (len(data), 5)
+    assert len(stored(database)) == 5
+    first.close()
+    late.close()
+
+
+def test_recorders_stopping_together_ship_each_row_once_without_retries(tmp_path, database, monkeypatch):
+    """Every worker flushes at SIGTERM at the same moment: no batch may be offered twice."""
+    from flask_app.log import Recorder
+    from flask_app.log.destinations import PostgresDestination as Destination
+
+    offered_twice = []
+    monkeypatch.setattr(Destination, "_skipping_duplicates",
+                        lambda self, *args: offered_twice.append(args) or [])
+    engine = sa.create_engine(database)
+    recorders = [Recorder(engine, tmp_path, ship_interval=0) for _ in range(3)]
+    for index in range(300):
+        recorders[index % 3].append(make_row(index))
+    threads = [threading.Thread(target=recorder.stop) for recorder in recorders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    engine.dispose()
+    assert len(stored(database)) == 300
+    assert offered_twice == []
+    assert segment_paths(tmp_path) == []

@@ -8,14 +8,13 @@ same PostgreSQL server is not disturbed.
 from __future__ import annotations
 
 import concurrent.futures
-import subprocess
 import threading
 import time
 
 import pytest
 import sqlalchemy as sa
 
-from .conftest import ADMIN, BOSTON_ROW, _admin_engine
+from .conftest import ADMIN, BOSTON_ROW, _admin_engine, tmpfs
 from .servers import Server, call, exchange
 
 pytestmark = pytest.mark.slow
@@ -109,14 +108,8 @@ def test_reused_client_ids_during_an_outage_keep_every_row(tmp_path, settings, a
 @pytest.fixture
 def small_disk(tmp_path):
     """A 256 KiB tmpfs for the journal."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True,
-                          check=False)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs for the disk-full test (run as root): {done.stderr.decode().strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    with tmpfs(tmp_path / "disk", "256k") as mount:
+        yield mount
 
 
 def test_a_full_disk_during_an_outage_answers_503_and_loses_no_answered_row(tmp_path, settings, app, outage,

@@ -3,8 +3,9 @@
 The rest of the service uses the names below; the modules behind them are
 ``table`` (the SQL tables), ``record`` (a row as storable text and as a
 journal record), ``journal`` (appending), ``shipper`` (journal -> database,
-exactly once), ``recorder`` (the three as the app uses them) and ``query``
-(reading the log).
+exactly once), ``destinations`` (PostgreSQL and SQLite, where batches go),
+``recorder`` (all of them as the app uses them) and ``query`` (reading the
+log).
 """
 
 from .journal import JournalUnavailable

@@ -19,6 +19,7 @@ BODY_BATCH = 200
 def serialize(row: PredictionLog) -> dict[str, Any]:
     return {
         "request_id": row.request_id,
+        "client_request_id": row.client_request_id,
         "received_at": as_utc(row.received_at).isoformat(),
         "endpoint": row.endpoint,
         "status": row.status,
@@ -40,13 +41,14 @@ def query(
     status: int | None = None,
     model_name: str | None = None,
     model_version: str | None = None,
+    client_request_id: str | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[PredictionLog], int]:
     """Rows newest first, with the total that matches the filters."""
-    if any(value is not None and "\x00" in value for value in (model_name, model_version)):
+    if any(value is not None and "\x00" in value for value in (model_name, model_version, client_request_id)):
         return [], 0  # no stored text holds U+0000 (PostgreSQL text cannot)
     statement = sa.select(PredictionLog)
     if status is not None:
@@ -55,6 +57,8 @@ def query(
         statement = statement.where(PredictionLog.model_name == model_name)
     if model_version is not None:
         statement = statement.where(PredictionLog.model_version == model_version)
+    if client_request_id is not None:
+        statement = statement.where(PredictionLog.client_request_id == client_request_id)
     if since is not None:
         statement = statement.where(PredictionLog.received_at >= since)
     if until is not None:

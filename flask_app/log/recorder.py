@@ -22,8 +22,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import record
+from .destinations import PostgresDestination, SQLiteDestination
 from .journal import Journal
-from .shipper import PassReport, PostgresDestination, Shipper, ShipperThread, SQLiteDestination, read_status
+from .shipper import PassReport, Shipper, ShipperThread, read_status
 from .table import COLUMNS, JSON_COLUMNS
 
 log = logging.getLogger("flask_app.log")

@@ -1,21 +1,16 @@
 """The shipper: moves complete journal records into the prediction_log table, exactly once.
 
-One pass looks at every segment of the journal directory, oldest first. It
-ships the complete records past the segment's checkpoint in batches: each
-batch is one ``COPY`` (PostgreSQL) or one ``executemany`` (SQLite) and the
-segment's new checkpoint, in one transaction that first locks the
-checkpoint row. A batch is therefore stored once however many shippers run
-and wherever one dies; a shipper that finds the checkpoint moved re-reads
-from there. If a batch meets a request id that is already stored (a
-checkpoint lost with its database, say), it is inserted row by row with
-``ON CONFLICT DO NOTHING`` instead.
+One pass looks at every segment of the journal directory, oldest first, and
+hands the complete records past each segment's checkpoint to a destination
+(destinations.py) in batches; each batch commits with the segment's new
+checkpoint, so a batch is stored once however many shippers run and
+wherever one dies.
 
 A segment whose writer is gone (its lock can be taken) and whose records are
 all shipped is deleted. A sealed segment that ends in an incomplete record
 holds a write that never finished (its request was never answered): the
-bytes are kept under ``quarantine/`` and reported, never silently dropped.
-A record the database refuses is retried with its bodies stored as text; one
-refused even so goes to ``quarantine/`` with an error line and a metric.
+bytes are kept under ``quarantine/`` and reported, never silently dropped,
+as are records the database refuses even as text.
 
 Rows not yet in the database are ``fdatasync``'ed at least every
 ``SYNC_SECONDS``, so what a power loss can take is bounded even while the
@@ -27,7 +22,6 @@ if larger) at a time and counts each byte once to know the backlog.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -38,20 +32,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import psycopg
-import sqlalchemy as sa
-from psycopg import errors as pg_errors
-from psycopg import sql
+from typing import Any
 
 from . import record
+from .destinations import CheckpointMoved, DatabaseUnavailable, Destination
 from .journal import fsync_dir, segment_paths, try_lock
-from .record import RawJSON
-from .table import COLUMN_KINDS, JournalSegment, PredictionLog
-
-PREDICTION_LOG = PredictionLog.__tablename__
-JOURNAL_CHECKPOINTS = JournalSegment.__tablename__
+from .table import COLUMN_KINDS
 
 log = logging.getLogger("flask_app.log.shipper")
 
@@ -63,232 +49,9 @@ LOCK_FILE = "shipper.lock"
 QUARANTINE_DIR = "quarantine"
 COUNT_CHUNK = 1 << 20
 HEADER_LIMIT = 1 << 16
-
-
-class DatabaseUnavailable(Exception):
-    """The destination took no batch now: rows stay in the journal for the next pass."""
-
-
-class CheckpointMoved(Exception):
-    """Another shipper committed this segment further than we read it."""
-
-    def __init__(self, offset: int, rows: int):
-        super().__init__(offset)
-        self.offset = offset
-        self.rows = rows
-
-
-class Destination(Protocol):
-    def ship(self, segment: str, start: int, end: int, rows_before: int, data: bytes, n_rows: int,
-             columns: list[str]) -> list[bytes]: ...
-
-    def forget(self, segment: str) -> None: ...
-
-    def close(self) -> None: ...
-
-
-# --- PostgreSQL ---------------------------------------------------------------------------
-
-
-class PostgresDestination:
-    """COPY into prediction_log on one connection with statement and lock timeouts."""
-
-    def __init__(self, conninfo: str, timeout_seconds: float):
-        self.conninfo = conninfo
-        timeout_ms = int(timeout_seconds * 1000)
-        self.options = f"-c statement_timeout={timeout_ms} -c lock_timeout={min(timeout_ms, 2000)}"
-        self._conn: psycopg.Connection | None = None
-
-    def _connection(self) -> psycopg.Connection:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self.close()
-            try:
-                self._conn = psycopg.connect(self.conninfo, connect_timeout=2, options=self.options,
-                                             application_name="prediction-log-shipper")
-            except psycopg.Error as exc:
-                raise DatabaseUnavailable(_reason(exc)) from exc
-        return self._conn
-
-    def _run(self, work: Callable[[psycopg.Connection], Any]) -> Any:
-        """``work`` in a transaction. A connection that went stale (a restarted server) is replaced once."""
-        for attempt in (1, 2):
-            fresh = self._conn is None or self._conn.closed or self._conn.broken
-            conn = self._connection()
-            try:
-                with conn.transaction():
-                    return work(conn)
-            except psycopg.OperationalError as exc:
-                timed_out = isinstance(exc, pg_errors.QueryCanceled | pg_errors.LockNotAvailable)
-                if not timed_out:
-                    self.close()
-                if fresh or timed_out or attempt == 2:
-                    raise DatabaseUnavailable(_reason(exc)) from exc
-            except psycopg.Error as exc:
-                raise DatabaseUnavailable(_reason(exc)) from exc
-        raise AssertionError("unreachable")
-
-    def ship(self, segment: str, start: int, end: int, rows_before: int, data: bytes, n_rows: int,
-             columns: list[str]) -> list[bytes]:
-        """Store a batch and move the checkpoint; returns the records the database refused even as text."""
-        names = sql.SQL(", ").join(map(sql.Identifier, columns))
-
-        def work(conn: psycopg.Connection) -> list[bytes]:
-            conn.execute(_CHECKPOINT_CREATE, (segment, start, rows_before))
-            offset, rows = conn.execute(_CHECKPOINT_LOCK, (segment,)).fetchone()
-            if offset != start:
-                raise CheckpointMoved(int(offset), int(rows))
-            refused: list[bytes] = []
-            try:
-                with conn.transaction(), conn.cursor() as cursor, \
-                        cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(_LOG, names)) as copy:
-                    copy.write(data)
-            except (pg_errors.DataError, pg_errors.IntegrityError):
-                # A request id already stored, or a record the database refuses: one record at a time.
-                refused = self._one_by_one(conn, names, data, columns)
-            conn.execute(_CHECKPOINT_ADVANCE, (end, rows_before + n_rows, segment))
-            return refused
-
-        return self._run(work)
-
-    @staticmethod
-    def _one_by_one(conn: psycopg.Connection, names: sql.Composable, data: bytes, columns: list[str]) -> list[bytes]:
-        """Each record on its own: duplicates skipped, a refused record retried with its bodies as text."""
-        conn.execute(sql.SQL("CREATE TEMP TABLE journal_record ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA")
-                     .format(names, _LOG))
-        copy_one = sql.SQL("COPY journal_record ({}) FROM STDIN").format(names)
-        insert_one = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM journal_record ON CONFLICT DO NOTHING").format(
-            _LOG, names, names)
-        refused = []
-        for line in data.splitlines(keepends=True):
-            stored = False
-            for attempt in (line, _bodies_as_text(line, columns)):
-                if attempt is None:
-                    break
-                try:
-                    with conn.transaction(), conn.cursor() as cursor:
-                        with cursor.copy(copy_one) as copy:
-                            copy.write(attempt)
-                        cursor.execute(insert_one)
-                        cursor.execute("TRUNCATE journal_record")
-                    stored = True
-                    break
-                except (pg_errors.DataError, pg_errors.IntegrityError) as exc:
-                    log.warning("prediction log: the database refused a journal record (%s)", _reason(exc))
-            if not stored:
-                refused.append(line)
-        return refused
-
-    def forget(self, segment: str) -> None:
-        self._run(lambda conn: conn.execute(_CHECKPOINT_DELETE, (segment,)))
-
-    def close(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(psycopg.Error):  # a connection that cannot even close is dropped all the same
-                self._conn.close()
-            self._conn = None
-
-
-_LOG = sql.Identifier(PREDICTION_LOG)
-_CHECKPOINTS = sql.Identifier(JOURNAL_CHECKPOINTS)
-_CHECKPOINT_CREATE = sql.SQL("INSERT INTO {} (segment, shipped_offset, shipped_rows) VALUES (%s, %s, %s) "
-                             "ON CONFLICT DO NOTHING").format(_CHECKPOINTS)
-_CHECKPOINT_LOCK = sql.SQL("SELECT shipped_offset, shipped_rows FROM {} WHERE segment = %s FOR UPDATE").format(
-    _CHECKPOINTS)
-_CHECKPOINT_ADVANCE = sql.SQL("UPDATE {} SET shipped_offset = %s, shipped_rows = %s, updated_at = now() "
-                              "WHERE segment = %s").format(_CHECKPOINTS)
-_CHECKPOINT_DELETE = sql.SQL("DELETE FROM {} WHERE segment = %s").format(_CHECKPOINTS)
-
-
-# --- SQLite (the embedded default) -----------------------------------------------------------
-
-
-class SQLiteDestination:
-    """The same contract on SQLite: records decoded and inserted with INSERT OR IGNORE."""
-
-    def __init__(self, engine: sa.Engine):
-        self.engine = engine
-        self.table = PredictionLog.__table__
-        self.checkpoints = JournalSegment.__table__
-
-    def ship(self, segment: str, start: int, end: int, rows_before: int, data: bytes, n_rows: int,
-             columns: list[str]) -> list[bytes]:
-        refused, rows = [], []
-        for line in data.splitlines(keepends=True):
-            try:
-                rows.append(typed_values(record.decode(line, columns)))
-            except (ValueError, UnicodeDecodeError):
-                refused.append(line)
-        checkpoint = {"segment": segment, "shipped_offset": end, "shipped_rows": rows_before + n_rows,
-                      "updated_at": dt.datetime.now(dt.UTC)}
-        try:
-            with self.engine.begin() as conn:
-                found = conn.execute(sa.select(self.checkpoints.c.shipped_offset, self.checkpoints.c.shipped_rows)
-                                     .where(self.checkpoints.c.segment == segment)).first()
-                if found is not None and found[0] != start:
-                    raise CheckpointMoved(int(found[0]), int(found[1]))
-                if rows:
-                    conn.execute(sa.insert(self.table).prefix_with("OR IGNORE"), rows)
-                if found is None:
-                    conn.execute(sa.insert(self.checkpoints), checkpoint)
-                else:
-                    conn.execute(sa.update(self.checkpoints).where(self.checkpoints.c.segment == segment)
-                                 .values(checkpoint))
-        except sa.exc.SQLAlchemyError as exc:
-            raise DatabaseUnavailable(_reason(exc)) from exc
-        return refused
-
-    def forget(self, segment: str) -> None:
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(sa.delete(self.checkpoints).where(self.checkpoints.c.segment == segment))
-        except sa.exc.SQLAlchemyError as exc:
-            raise DatabaseUnavailable(_reason(exc)) from exc
-
-    def close(self) -> None:
-        """The engine is the app's; nothing of its own to close."""
-
-
-def typed_values(fields: dict[str, str | None]) -> dict[str, Any]:
-    """A decoded record's text fields as the Python values of their columns."""
-    values: dict[str, Any] = {}
-    for name, text in fields.items():
-        kind = COLUMN_KINDS.get(name, "text")
-        if text is None or kind == "text":
-            values[name] = text
-        elif kind == "json":
-            values[name] = RawJSON(text)
-        elif kind == "int":
-            values[name] = int(text)
-        elif kind == "float":
-            values[name] = float(text)
-        elif kind == "bool":
-            values[name] = text == "t"
-        else:
-            values[name] = dt.datetime.fromisoformat(text)
-    return values
-
-
-def _bodies_as_text(line: bytes, columns: list[str]) -> bytes | None:
-    """A refused record once more, its JSON bodies moved into request_raw as text; None if it cannot be read."""
-    try:
-        fields = record.decode(line, columns)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    bodies = {name: fields[name] for name in columns if COLUMN_KINDS.get(name) == "json" and fields[name]}
-    if not bodies:
-        return None
-    for name in bodies:
-        fields[name] = None
-    if "request_raw" in fields:
-        fields["request_raw"] = json.dumps(bodies, ensure_ascii=False)[:65536]
-    if "error" in fields:
-        fields["error"] = ((fields["error"] or "") + " [bodies stored as text: the database refused them]")[:2000]
-    return record.encode(fields, columns, frozenset())
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+# Checkpoints of deleted segments are kept this long, and looked at for pruning this often.
+CHECKPOINT_DAYS = 7
+PRUNE_SECONDS = 3600
 
 
 # --- the shipper -----------------------------------------------------------------------------------
@@ -330,6 +93,7 @@ class Shipper:
         self._pass_lock = threading.Lock()
         self._synced_at = 0.0
         self._retry_at = 0.0
+        self._prune_at = 0.0
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.last_shipped_at: float | None = None
@@ -354,6 +118,8 @@ class Shipper:
                 self._visit(path, report, deadline, sync_due)
             if sync_due:
                 self._synced_at = time.monotonic()
+            if report.error is None and time.monotonic() >= self._prune_at:
+                self._prune(report)
             for name in set(self._states) - seen:
                 del self._states[name]
             if report.error and not (patient and time.monotonic() < self._retry_at):
@@ -422,6 +188,13 @@ class Shipper:
                 log.error("prediction log: %d journal records of %s refused by the database, kept in %s",
                           len(refused), name, QUARANTINE_DIR)
 
+    def _prune(self, report: PassReport) -> None:
+        try:
+            self.destination.prune(CHECKPOINT_DAYS)
+        except DatabaseUnavailable as exc:
+            report.error = str(exc)
+        self._prune_at = time.monotonic() + PRUNE_SECONDS
+
     def _state(self, name: str, fd: int, size: int, sealed: bool) -> _SegmentState | None:
         state = self._states.get(name)
         if state is not None:
@@ -466,10 +239,11 @@ class Shipper:
         return True
 
     def _delete(self, path: Path, report: PassReport) -> None:
+        # Its checkpoint stays (pruned after CHECKPOINT_DAYS): a shipper that still holds the file open
+        # learns from it that everything is shipped, rather than offering the rows again.
         path.unlink(missing_ok=True)
         fsync_dir(self.directory)
         self._states.pop(path.name, None)
-        self.destination.forget(path.name)
         report.deleted_segments += 1
         self.totals["deleted"] += 1
 
@@ -565,9 +339,10 @@ class ShipperThread:
                 continue
             try:
                 report = self.shipper.ship_once(patient=True)
-            except OSError:
+            except Exception:  # the thread must outlive any one pass, or nothing is shipped again
                 log.exception("prediction log: a shipping pass failed")
-                report = PassReport(error="journal unreadable")
+                report = PassReport(error="a shipping pass failed (see the service log)")
+                self._stop.wait(self.election_seconds)
             write_status(self.shipper)
             self._stop.wait(0.0 if report.full_batch else self.interval)
 

@@ -32,7 +32,7 @@ def time_arg(name: str) -> dt.datetime | None:
 
 class PredictionList(Resource):
     def get(self):
-        """Log rows, newest first; filters status, model, model_version, since, until; limit/offset."""
+        """Log rows, newest first; filters status, model, model_version, client_request_id, since, until."""
         require_admin()
         flush_log()
         limit = int_arg("limit", 50, 1, MAX_PAGE)
@@ -42,6 +42,7 @@ class PredictionList(Resource):
             status=status,
             model_name=request.args.get("model"),
             model_version=request.args.get("model_version"),
+            client_request_id=request.args.get("client_request_id"),
             since=time_arg("since"),
             until=time_arg("until"),
             limit=limit,
