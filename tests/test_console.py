@@ -288,6 +288,9 @@ def test_log_page_filters_like_the_api(client):
     assert re.search(r'id="log-total">2<', html) and html.count('class="badge warn">400<') == 2
     html = client.get("/console/log?model=heart-knn").text
     assert re.search(r'id="log-total">1<', html)
+    client.post("/predict", json={"instances": [BOSTON_ROW]}, headers={"X-Request-ID": "order-42"})
+    html = client.get("/console/log?client_request_id=order-42").text
+    assert re.search(r'id="log-total">1<', html) and "order-42" in html
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")
     assert re.search(r'id="log-total">0<', client.get(f"/console/log?since={future}").text)
     bad = client.get("/console/log?status=abc&since=yesterday")

@@ -221,6 +221,7 @@ def log():
     status = _optional_int(request.args.get("status"), 100, 599, "status", problems)
     model = request.args.get("model") or None
     version = (request.args.get("version") or "").strip() or None
+    client_id = (request.args.get("client_request_id") or "").strip() or None
     since = _time(request.args.get("since"), "since", problems)
     until = _time(request.args.get("until"), "until", problems)
     limit = _bounded_int(request.args.get("limit"), 50, 1, max(PAGE_SIZES))
@@ -228,9 +229,11 @@ def log():
     rows, total = [], 0
     if not problems:
         flush_log()
-        rows, total = prediction_log.query(status=status, model_name=model, model_version=version, since=since,
-                                           until=until, limit=limit, offset=offset)
-    filters = {key: request.args.get(key, "") for key in ("status", "model", "version", "since", "until")}
+        rows, total = prediction_log.query(status=status, model_name=model, model_version=version,
+                                           client_request_id=client_id, since=since, until=until,
+                                           limit=limit, offset=offset)
+    filters = {key: request.args.get(key, "")
+               for key in ("status", "model", "version", "client_request_id", "since", "until")}
     kept = {key: value for key, value in filters.items() if value}
 
     def page(new_offset: int) -> str:
@@ -256,7 +259,6 @@ def request_detail(request_id: str):
     if row is None:
         abort(404, f"No logged request {request_id[:128]!r}.")
     entry = prediction_log.serialize(row)
-    entry["client_request_id"] = row.client_request_id
     body = entry["response_body"] if isinstance(entry["response_body"], dict) else {}
     errors = [item for item in body.get("errors", []) if isinstance(item, dict)]
     back = request.args.get("back", "")
