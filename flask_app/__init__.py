@@ -1,8 +1,8 @@
 """The prediction service: a Flask-RESTful API over a verified model store.
 
 ``create_app`` reads like a table of contents: settings, logging, extensions,
-the model registry, the prediction log, the request cycle, resources, error
-handlers.
+the model registry, the prediction log, the request cycle, resources, pages
+for people (API docs, the console), error handlers.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Any
 from flask import Flask
 
 from . import metrics
+from .apidocs import apidocs
 from .config import Settings, load_settings
+from .console import register_console
 from .errors import register_error_handlers
 from .extensions import db, migrate
 from .log import Recorder, safe_json_dumps
@@ -36,6 +38,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_prediction_log(app, settings)
     register_request_cycle(app)
     register_resources(app)
+    register_pages(app)
     register_error_handlers(app)
     return app
 
@@ -70,6 +73,11 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         Path(settings.database_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+
+
+def register_pages(app: Flask) -> None:
+    app.register_blueprint(apidocs)
+    register_console(app)
 
 
 def register_registry(app: Flask, settings: Settings) -> None:

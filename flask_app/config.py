@@ -75,6 +75,8 @@ class Settings:
     LOG_LEVEL: str = "INFO"
     # How many logged requests a dry-run activation replays by default.
     SHADOW_DEFAULT_N: int = 200
+    # How long a console sign-in lasts.
+    CONSOLE_SESSION_HOURS: float = 8.0
 
     @property
     def database_uri(self) -> str:
@@ -171,5 +173,7 @@ def check(settings: Settings) -> None:
         raise ConfigError("DRIFT_ALPHA must be between 0 and 1")
     if not 0 < settings.OOD_QUANTILE < 1:
         raise ConfigError("OOD_QUANTILE must be between 0 and 1")
+    if not 0 < settings.CONSOLE_SESSION_HOURS <= 24 * 30:
+        raise ConfigError("CONSOLE_SESSION_HOURS must be more than 0 and at most 720")
     if settings.MODEL_VERIFY_KEY is not None and not settings.MODEL_VERIFY_KEY.is_file():
         raise ConfigError(f"MODEL_VERIFY_KEY {settings.MODEL_VERIFY_KEY} does not exist")

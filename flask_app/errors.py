@@ -9,6 +9,7 @@ unexpected into ``application/problem+json``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -72,6 +73,12 @@ class NotFound(ServiceError):
     status, title, slug = 404, "Not Found", "not-found"
 
 
+class VersionNotServed(ServiceError):
+    """A version that is in the store but not active: only the active version answers."""
+
+    status, title, slug = 400, "Version not served", "version-not-served"
+
+
 class ModelRefused(ServiceError):
     """A bundle that failed verification: it is not activated."""
 
@@ -99,12 +106,22 @@ def problem_body(status: int, title: str, detail: str, type_: str = "about:blank
     return body
 
 
-def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    from flask import Response, g
+def register_error_shape(app: Flask, prefix: str, shape: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Errors under ``prefix`` (a protocol with an error format of its own) are ``shape(problem)`` as JSON."""
+    app.extensions.setdefault("error_shapes", []).append((prefix.rstrip("/"), shape))
 
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    from flask import Response, current_app, g, request
+
+    mimetype = PROBLEM_MIMETYPE
+    for prefix, shape in current_app.extensions.get("error_shapes", ()):
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            body, mimetype = shape(body), "application/json"
+            break
     g.response_body = body
     g.response_data = orjson.dumps(body)
-    response = Response(g.response_data, status=body["status"], mimetype=PROBLEM_MIMETYPE)
+    response = Response(g.response_data, status=body["status"], mimetype=mimetype)
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response

@@ -243,9 +243,31 @@ class ModelRegistry:
             if verification.info:
                 entry["created_at"] = verification.info.get("created_at")
                 entry["metrics"] = verification.info.get("metrics", {}).get("holdout")
+                entry["baseline"] = verification.info.get("metrics", {}).get("baseline")
                 entry["best_params"] = verification.info.get("best_params")
+                entry["libraries"] = verification.info.get("versions")
             listing.append(entry)
         return listing
+
+    def inspect(self, name: str, version: str) -> bundle.Verification:
+        """Verify one version without unpickling it: the verdict, and the info file when it verifies."""
+        if not self.has_version(name, version):
+            raise NotFound(f"No version {version[:64]!r} of {name[:64]!r}.")
+        return bundle.verify(bundle.version_path(self.model_dir, name, version), self.verify_key)
+
+    def verified_file(self, name: str, version: str, filename: str) -> bytes | None:
+        """The exact bytes of one file of a version that verifies (None when it does not or has no such file)."""
+        if not self.has_version(name, version):
+            raise NotFound(f"No version {version[:64]!r} of {name[:64]!r}.")
+        verification, files = bundle.verified_files(bundle.version_path(self.model_dir, name, version),
+                                                    self.verify_key)
+        return files.get(filename) if verification.ok else None
+
+    def has_version(self, name: str, version: str) -> bool:
+        """Whether the store holds that version of that model (verified or not)."""
+        if not bundle.NAME_PATTERN.match(name) or not bundle.VERSION_PATTERN.match(version):
+            return False
+        return (self.model_dir / name / version).is_dir()
 
     def candidate(self, name: str, version: str) -> ServedModel:
         """Verify and load a version without activating it (ModelRefused when it fails)."""

@@ -24,7 +24,7 @@ from .request_ids import new_request_id
 access_log = logging.getLogger("flask_app.access")
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
-PREDICT_PATHS = re.compile(r"^/(predict|models/[^/]+/predict)/?$")
+PREDICT_PATHS = re.compile(r"^/(predict|models/[^/]+/predict|v2/models/[^/]+(/versions/[^/]+)?/infer)/?$")
 
 
 def register_request_cycle(app: Flask) -> None:
@@ -99,7 +99,6 @@ def build_row(response: Response, latency: float, raw_limit: int, max_body: int)
             request_raw, truncated = raw_text(raw, raw_limit)
     body = state.get("response_body")
     data = state.get("response_data")
-    ood = body.get("ood") if isinstance(body, dict) else None
     return {
         "request_id": state.request_id,
         "client_request_id": state.client_request_id,
@@ -110,7 +109,7 @@ def build_row(response: Response, latency: float, raw_limit: int, max_body: int)
         "model_version": served.version if served else None,
         "model_sha256": served.sha256 if served else None,
         "n_rows": state.get("n_rows"),
-        "n_ood_flagged": sum(1 for item in ood if item["flagged"]) if ood else None,
+        "n_ood_flagged": state.get("n_ood_flagged"),
         "latency_ms": round(latency * 1000, 3),
         "request_body": request_body,
         "request_raw": request_raw,

@@ -357,6 +357,13 @@ def verify(
     return _verify(Path(path), verify_key, sklearn_version)[0]
 
 
+def verified_files(
+    path: Path, verify_key: Ed25519PublicKey | None = None
+) -> tuple[Verification, dict[str, bytes]]:
+    """``verify``, with the exact bytes of the files it checked (for a caller that serves one of them)."""
+    return _verify(Path(path), verify_key, None)
+
+
 def _read(directory: int, name: str) -> bytes | None:
     """One file of a bundle, read once through the bundle's directory; no symlink is followed."""
     try:

@@ -77,6 +77,7 @@ def bundle_dir(store) -> Path:
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 _skipped_postgres: list[str] = []
+_skipped_browser: list[str] = []
 
 
 def _admin_engine():
@@ -256,6 +257,8 @@ BOSTON_FEATURES = list(BOSTON_ROW)
 def pytest_runtest_logreport(report):
     if report.skipped and "postgres" in report.keywords:
         _skipped_postgres.append(report.nodeid)
+    if report.skipped and "browser" in report.keywords:
+        _skipped_browser.append(report.nodeid)
 
 
 def pytest_collection_modifyitems(items):
@@ -267,6 +270,9 @@ def pytest_collection_modifyitems(items):
 def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("CI") and _skipped_postgres:
         print(f"\nCI: {len(_skipped_postgres)} PostgreSQL tests were skipped; failing the run.")
+        session.exitstatus = 1
+    if os.environ.get("CI") and _skipped_browser:
+        print(f"\nCI: {len(_skipped_browser)} browser tests were skipped; failing the run.")
         session.exitstatus = 1
 
 

@@ -9,7 +9,7 @@ log).
 """
 
 from .journal import JournalUnavailable
-from .query import find, query, recent_accepted, recent_request_bodies, serialize
+from .query import find, query, recent_accepted, recent_request_bodies, serialize, traffic, traffic_totals
 from .record import RawJSON, raw_text, safe_json_dumps
 from .recorder import Recorder
 from .table import PredictionLog
@@ -26,4 +26,6 @@ __all__ = [
     "recent_request_bodies",
     "safe_json_dumps",
     "serialize",
+    "traffic",
+    "traffic_totals",
 ]

@@ -31,12 +31,17 @@ def flush_log() -> bool:
     return current_app.extensions["prediction_log"].flush(FLUSH_SECONDS).shipped_rows > 0
 
 
-def read_json_body() -> Any:
-    """The request's JSON value; 415 for another media type or an encoding, 413 when too large."""
+def read_json_body(untyped_is_json: bool = False) -> Any:
+    """The request's JSON value; 415 for another media type or an encoding, 413 when too large.
+
+    ``untyped_is_json``: a body without Content-Type counts as JSON (V2 clients send none).
+    """
     encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
     if encoding != "identity":
         raise UnsupportedMediaType(f"Content-Encoding {encoding[:40]!r} is not supported; send the body uncompressed.")
     mimetype = request.mimetype
+    if untyped_is_json and not mimetype:
+        mimetype = "application/json"
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raise UnsupportedMediaType(
             f"Send 'Content-Type: application/json', not {mimetype[:100] or 'no content type'!r}."

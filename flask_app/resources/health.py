@@ -24,17 +24,8 @@ class Ready(Resource):
             registry().get(default)
         except ServiceError as exc:
             reasons.append(f"model {default}: {exc.detail}")
-        recorder = current_app.extensions["prediction_log"]
-        log = recorder.status()
-        limit = current_app.config["SETTINGS"].LOG_READY_MAX_BACKLOG_ROWS
-        if not log["writable"]:
-            reasons.append(f"the prediction log journal {log['directory']} is not writable")
-        if recorder.shipper_missing(log):
-            reasons.append("no shipper has reported on the journal for "
-                           f"{log['status_age_seconds'] or 'ever'} s: rows are not reaching the database")
-        if (log["backlog_rows"] or 0) > limit:
-            reasons.append(f"{log['backlog_rows']} log rows wait in the journal (more than "
-                           f"LOG_READY_MAX_BACKLOG_ROWS={limit}); database: {log['database']}")
+        log, log_problems = prediction_log_state()
+        reasons += log_problems
         body = {
             "status": "ready" if not reasons else "not ready",
             "reasons": reasons,
@@ -42,3 +33,20 @@ class Ready(Resource):
             "log": log,
         }
         return json_response(body, 200 if not reasons else 503)
+
+
+def prediction_log_state() -> tuple[dict, list[str]]:
+    """The journal's state, and why it cannot take or ship rows (nothing when it can)."""
+    recorder = current_app.extensions["prediction_log"]
+    log = recorder.status()
+    limit = current_app.config["SETTINGS"].LOG_READY_MAX_BACKLOG_ROWS
+    problems = []
+    if not log["writable"]:
+        problems.append(f"the prediction log journal {log['directory']} is not writable")
+    if recorder.shipper_missing(log):
+        problems.append("no shipper has reported on the journal for "
+                        f"{log['status_age_seconds'] or 'ever'} s: rows are not reaching the database")
+    if (log["backlog_rows"] or 0) > limit:
+        problems.append(f"{log['backlog_rows']} log rows wait in the journal (more than "
+                        f"LOG_READY_MAX_BACKLOG_ROWS={limit}); database: {log['database']}")
+    return log, problems
