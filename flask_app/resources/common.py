@@ -23,12 +23,9 @@ def settings():
 FLUSH_SECONDS = 2.0
 
 
-def flush_log() -> bool:
-    """Ship what the journal holds before reading the log, so no answered request is missing from it.
-
-    True when rows were shipped.
-    """
-    return current_app.extensions["prediction_log"].flush(FLUSH_SECONDS).shipped_rows > 0
+def flush_log() -> None:
+    """Ship what the journal holds before reading the log, so no answered request is missing from it."""
+    current_app.extensions["prediction_log"].flush(FLUSH_SECONDS)
 
 
 def read_json_body(untyped_is_json: bool = False) -> Any:

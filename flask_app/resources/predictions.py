@@ -63,8 +63,11 @@ class PredictionItem(Resource):
         """One log row by request id."""
         require_admin()
         row = prediction_log.find(request_id)
-        if row is None and flush_log():
-            row = prediction_log.find(request_id)  # answered a moment ago: now shipped
+        if row is None:
+            # Answered a moment ago? After this flush every row answered before it is in the table, whoever
+            # shipped it: this one, or the shipper thread that got there first.
+            flush_log()
+            row = prediction_log.find(request_id)
         if row is None:
             raise NotFound(f"No logged request {request_id[:128]!r}.")
         return json_response(prediction_log.serialize(row))
