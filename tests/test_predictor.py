@@ -157,3 +157,27 @@ def test_disagreement_at_load_falls_back(bundle_dir, monkeypatch):
     predictor = build_predictor(model.model, "regression", golden, reference)
     assert isinstance(predictor, PipelinePredictor)
     np.testing.assert_allclose(predictor.predict(golden).values, [row["prediction"] for row in model.info["golden"]])
+
+
+def test_a_radius_bundle_serves_through_the_fallback_with_its_golden_predictions(radius_bundle):
+    model, golden, reference = loaded(radius_bundle)  # bundle.load checks the golden predictions itself
+    assert model.info["best_params"]["family"] == "radius"
+    assert type(model.model.named_steps["knn"]).__name__ == "PriorRadiusNeighborsRegressor"
+    predictor = build_predictor(model.model, "regression", golden, reference)
+    assert isinstance(predictor, PipelinePredictor)
+    output = predictor.predict(golden)
+    np.testing.assert_allclose(output.values, [row["prediction"] for row in model.info["golden"]], rtol=1e-12)
+    # OOD distances over as many neighbours as the training rows have within the radius (median).
+    ood = model.info["ood"]["neighbours"]
+    knn = model.model.named_steps["knn"]
+    assert knn.n_neighbors == ood >= 1
+    distances, _ = knn.kneighbors(model.model.named_steps["scale"].transform(golden))
+    np.testing.assert_allclose(output.mean_distance, distances.mean(axis=1))
+    assert len(model.reference["neighbour_distances"]) == len(reference)
+
+
+def test_the_thresholded_heart_bundle_takes_the_exact_path(heart_bundle):
+    model, golden, reference = loaded(heart_bundle)
+    predictor = build_predictor(model.model, "classification", golden, reference)
+    assert isinstance(predictor, ExactKNN)
+    assert predictor.rule.threshold == model.info["decision_threshold"]["threshold"]
