@@ -288,7 +288,7 @@ def candidate_record(candidate: search.Candidate, chosen: search.Candidate, scor
         "cv_score_std": candidate.std,
         "cv_repeat_std": candidate.repeat_std(n_repeats),
         # Paired over the same folds: the honest way to compare two candidates.
-        "difference_to_chosen": {"mean": float(sign * difference.mean()), "std": float(difference.std())},
+        "difference_to_chosen": {"mean": float(sign * difference.mean()) + 0.0, "std": float(difference.std())},
         **candidate.extra,
     }
 
@@ -306,8 +306,7 @@ def search_record(result: search.SearchResult, chosen: search.Candidate, args: a
     by_setting = []
     for curve in result.curves:
         index = int(np.argmax(curve.mean))
-        by_setting.append({"family": curve.setting.family, "scaler": curve.setting.scaler, "p": curve.setting.p,
-                           "weights": curve.setting.weights, curve.setting.size_key: float(curve.values[index]),
+        by_setting.append({**curve.setting.params(curve.values[index]),
                            "cv_score": scoring.shown(float(curve.mean[index]))})
     radii = {}
     for curve in result.curves:

@@ -113,7 +113,11 @@ def learning_curve(curve: dict[str, Any], label: str, lower_is_better: bool, tit
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     sign = -1.0 if lower_is_better else 1.0
     sizes = np.array(curve["train_sizes"])
-    for key, name, colour in (("cv", "cross-validation", "#1f77b4"), ("train", "training rows", "#ff7f0e")):
+    perfect = 0.0 if lower_is_better else 1.0
+    train_name = "the training rows themselves"
+    if np.allclose(curve["train_mean"], sign * perfect):
+        train_name += " (perfect: with distance weights each row is its own nearest neighbour)"
+    for key, name, colour in (("cv", "cross-validation", "#1f77b4"), ("train", train_name, "#ff7f0e")):
         mean, std = sign * np.array(curve[f"{key}_mean"]), np.array(curve[f"{key}_std"])
         ax.plot(sizes, mean, marker="o", markersize=4, color=colour, label=name)
         ax.fill_between(sizes, mean - std, mean + std, color=colour, alpha=0.15)

@@ -30,6 +30,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -324,13 +325,20 @@ class Curve:
     mean_neighbours: np.ndarray | None = None
     outlier_share: np.ndarray | None = None
 
-    @property
+    @cached_property
     def mean(self) -> np.ndarray:
         return self.fold_scores.mean(axis=0)
 
-    @property
+    @cached_property
     def std(self) -> np.ndarray:
         return self.fold_scores.std(axis=0)
+
+    def candidate(self, index: int) -> Candidate:
+        extra = {}
+        if self.mean_neighbours is not None:
+            extra = {"mean_neighbours": float(self.mean_neighbours[index]),
+                     "outlier_share": float(self.outlier_share[index])}
+        return Candidate(self.setting, float(self.values[index]), self.fold_scores[:, index], extra)
 
 
 @dataclass
@@ -374,12 +382,8 @@ class SearchResult:
 
     def candidates(self) -> Iterator[Candidate]:
         for curve in self.curves:
-            for index, value in enumerate(curve.values):
-                extra = {}
-                if curve.mean_neighbours is not None:
-                    extra = {"mean_neighbours": float(curve.mean_neighbours[index]),
-                             "outlier_share": float(curve.outlier_share[index])}
-                yield Candidate(curve.setting, float(value), curve.fold_scores[:, index], extra)
+            for index in range(len(curve.values)):
+                yield curve.candidate(index)
 
     def best(self, family: str | None = None, not_setting: Setting | None = None) -> Candidate | None:
         """Highest mean CV score; ties go to the earlier candidate (search order, smaller k or radius first)."""
@@ -393,7 +397,7 @@ class SearchResult:
         if best is None:
             return None
         curve, index = best
-        return next(c for c in self.candidates() if c.setting == curve.setting and c.value == curve.values[index])
+        return curve.candidate(index)
 
     def runner_up(self, family: str) -> Candidate | None:
         """The family's best candidate with another scaler, metric or weighting than its winner's.
