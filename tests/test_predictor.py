@@ -100,20 +100,21 @@ def test_every_knn_setting_the_search_can_choose_takes_the_exact_path(scaler, p,
         np.testing.assert_allclose(ours.mean_distance, distances.mean(axis=1), rtol=1e-12)
 
 
-def thresholded_heart(threshold, family="knn"):
+def thresholded_heart(threshold, family="knn", positive=1):
     from sklearn.model_selection import FixedThresholdClassifier
 
     X, y = heart_data()
     params = {"family": family, "scaler": "robust", "p": 1, "weights": "distance",
               **({"n_neighbors": 15} if family == "knn" else {"radius": 6.0, "ood_neighbors": 9})}
     model = FixedThresholdClassifier(search.build_pipeline("classification", params), threshold=threshold,
-                                     pos_label=1, response_method="predict_proba").fit(X[:250], y[:250])
+                                     pos_label=positive, response_method="predict_proba").fit(X[:250], y[:250])
     return model, X, y
 
 
+@pytest.mark.parametrize("positive", [1, 0])
 @pytest.mark.parametrize("path", ["exact", "pipeline"])
-def test_a_threshold_decides_the_class_and_leaves_the_probabilities_alone(path):
-    model, X, _ = thresholded_heart(0.3)
+def test_a_threshold_decides_the_class_and_leaves_the_probabilities_alone(path, positive):
+    model, X, _ = thresholded_heart(0.3, positive=positive)
     predictor = build_predictor(model, "classification", X[250:255], X[:250])
     assert isinstance(predictor, ExactKNN)
     if path == "pipeline":
@@ -123,10 +124,10 @@ def test_a_threshold_decides_the_class_and_leaves_the_probabilities_alone(path):
     proba = model.estimator_.predict_proba(queries)
     np.testing.assert_allclose(output.proba, proba, rtol=1e-12)
     np.testing.assert_array_equal(output.values, model.predict(queries))
-    np.testing.assert_array_equal(output.values, np.where(proba[:, 1] >= 0.3, 1, 0))
+    np.testing.assert_array_equal(output.values, np.where(proba[:, positive] >= 0.3, positive, 1 - positive))
     most_probable = proba.argmax(axis=1)
     assert np.sum(output.values != most_probable) >= 5, "the threshold must change some answers"
-    assert predictor.rule.threshold == 0.3 and predictor.rule.positive_index == 1
+    assert predictor.rule.threshold == 0.3 and predictor.rule.positive_index == positive
 
 
 def test_a_radius_model_falls_back_to_its_own_predict_with_ood_distances():
