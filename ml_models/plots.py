@@ -113,19 +113,21 @@ def learning_curve(curve: dict[str, Any], label: str, lower_is_better: bool, tit
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     sign = -1.0 if lower_is_better else 1.0
     sizes = np.array(curve["train_sizes"])
-    perfect = 0.0 if lower_is_better else 1.0
-    train_name = "the training rows themselves"
-    if np.allclose(curve["train_mean"], sign * perfect):
-        train_name += " (perfect: with distance weights each row is its own nearest neighbour)"
-    for key, name, colour in (("cv", "cross-validation", "#1f77b4"), ("train", train_name, "#ff7f0e")):
+    for key, name, colour in (("cv", "cross-validation", "#1f77b4"), ("train", "the training rows themselves",
+                                                                      "#ff7f0e")):
         mean, std = sign * np.array(curve[f"{key}_mean"]), np.array(curve[f"{key}_std"])
         ax.plot(sizes, mean, marker="o", markersize=4, color=colour, label=name)
         ax.fill_between(sizes, mean - std, mean + std, color=colour, alpha=0.15)
+    perfect = 0.0 if lower_is_better else 1.0
+    if np.allclose(sign * np.array(curve["train_mean"]), perfect):
+        ax.annotate("perfect by construction: with distance weights a training row is its own nearest neighbour",
+                    xy=(sizes[len(sizes) // 2], perfect), xytext=(0, 6 if lower_is_better else -12),
+                    textcoords="offset points", ha="center", fontsize=7, color="#a0522d")
     ax.set_xlabel("training rows")
     ax.set_ylabel(f"{label} (± 1 std over {curve['n_folds']} folds)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return _png(fig)
 
