@@ -3,7 +3,8 @@
 # Stages:
 #   build    a virtualenv in /opt/venv with the pinned requirements.txt (wheels stay here)
 #   runtime  python:3.11-slim + that virtualenv + the code; non-root uid 10001; no compilers
-#   test     runtime + requirements-dev.txt + tests/; runs the pytest suite (docker compose --profile test)
+#   test     runtime + requirements-dev.txt + Debian's chromium + tests/; runs the pytest suite
+#            (docker compose --profile test)
 #   final    = runtime, last so that a plain `docker build .` gives the service image
 #
 # Models are not baked in: they live in the volume mounted at /models (the compose `train`
@@ -80,6 +81,10 @@ CMD ["serve"]
 FROM runtime AS test
 
 USER root
+# The browser tests drive /docs and the console in Debian's headless Chromium.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends chromium chromium-driver \
+ && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt requirements-dev.txt pyproject.toml ./
 RUN pip install -r requirements-dev.txt
 COPY tests ./tests

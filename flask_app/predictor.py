@@ -3,10 +3,11 @@
 scikit-learn spends about 0.7 ms of call overhead on a one-row KNN predict
 whose arithmetic takes microseconds. For ``Pipeline(StandardScaler or
 RobustScaler, KNeighbors{Regressor,Classifier})`` with the Euclidean or the
-Manhattan metric this module finds the neighbours itself for small batches
-(NumPy, brute force) and asks the fitted tree once for large ones, then
-aggregates exactly as scikit-learn does. The same neighbour distances give
-the out-of-distribution score, so a request never searches twice.
+Manhattan metric this module finds the neighbours itself with scipy's KD
+tree (tens of microseconds for one row, a few times faster than
+scikit-learn's for a thousand), then aggregates exactly as scikit-learn
+does. The same neighbour distances give the out-of-distribution score, so a
+request never searches twice.
 
 A binary classifier may come wrapped in scikit-learn's
 ``FixedThresholdClassifier``: its class is the positive one when that
@@ -32,11 +33,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 log = logging.getLogger("flask_app.predictor")
 
-# Up to this many rows, brute force in NumPy beats a call into the KD tree.
-BRUTE_MAX_ROWS = 64
+# The load-time check runs a small batch and a large one.
+SMALL_BATCH = 64
 # Relative gap under which the k-th and (k+1)-th neighbour distances count as a tie.
 TIE_RTOL = 1e-9
 CHECK_RTOL = 1e-9
@@ -163,6 +165,9 @@ class ExactKNN:
         self.mean, self.scale = scaler_offsets(scaler)
         self.p = minkowski_p(knn)
         self.fit_X = np.ascontiguousarray(knn._fit_X)
+        # scipy's KD tree answers a one-row query in microseconds where scikit-learn's call takes a
+        # millisecond; both measure exact Euclidean (p=2) and Manhattan (p=1) distances.
+        self.tree = cKDTree(self.fit_X)
         self.y = np.asarray(knn._y)
         self.k = int(knn.n_neighbors)
         self.distance_weighted = knn.weights == "distance"
@@ -191,23 +196,13 @@ class ExactKNN:
     def neighbours(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distances, indices) of each row's k nearest training rows, nearest first."""
         Xs = (X - self.mean) / self.scale
-        if len(Xs) > BRUTE_MAX_ROWS:
-            return self.knn.kneighbors(Xs)
-        diff = Xs[:, None, :] - self.fit_X[None, :, :]
-        if self.p == 2:
-            measure = np.einsum("ijk,ijk->ij", diff, diff)  # squared: the same order, one sqrt per kept row
-        else:
-            measure = np.abs(diff).sum(axis=2)
         k = self.k
-        candidates = np.argpartition(measure, k, axis=1)[:, : k + 1]
-        candidate_measure = np.take_along_axis(measure, candidates, axis=1)
-        order = np.argsort(candidate_measure, axis=1, kind="stable")
-        candidates = np.take_along_axis(candidates, order, axis=1)
-        candidate_measure = np.take_along_axis(candidate_measure, order, axis=1)
-        distances = np.sqrt(candidate_measure) if self.p == 2 else candidate_measure
+        # One more neighbour than needed, to see ties at the k-th place.
+        distances, indices = self.tree.query(Xs, k=k + 1, p=self.p)
         tied = np.abs(distances[:, k] - distances[:, k - 1]) <= TIE_RTOL * np.maximum(distances[:, k], 1e-300)
-        indices, distances = candidates[:, :k], distances[:, :k]
+        distances, indices = distances[:, :k], indices[:, :k]
         if tied.any():
+            # Which of the tied rows is a neighbour is the fitted tree's choice: ask it.
             tree_distances, tree_indices = self.knn.kneighbors(Xs[tied])
             distances[tied], indices[tied] = tree_distances, tree_indices
         return distances, indices
@@ -248,7 +243,7 @@ class ExactKNN:
 
     def agrees_with_pipeline(self, X: np.ndarray) -> bool:
         """Does this path give the model's own answers on X (small and large batches alike)?"""
-        for batch in (X[:BRUTE_MAX_ROWS], X):
+        for batch in (X[:SMALL_BATCH], X):
             ours = self.predict(batch)
             if self.task == "regression":
                 theirs = self.model.predict(batch)

@@ -8,7 +8,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from flask_app.predictor import BRUTE_MAX_ROWS, ExactKNN, PipelinePredictor, build_predictor
+from flask_app.predictor import SMALL_BATCH, ExactKNN, PipelinePredictor, build_predictor
 from ml_models import bundle, learn, search
 
 from .conftest import DATA_DIR
@@ -25,7 +25,7 @@ def test_boston_model_takes_the_exact_path_and_matches_predict(bundle_dir):
     assert isinstance(predictor, ExactKNN)
     rng = np.random.default_rng(3)
     queries = reference[rng.choice(len(reference), 1000)] * rng.uniform(0.9, 1.1, size=(1000, reference.shape[1]))
-    for n in (1, 7, BRUTE_MAX_ROWS, BRUTE_MAX_ROWS + 1, 1000):
+    for n in (1, 7, SMALL_BATCH, SMALL_BATCH + 1, 1000):
         ours = predictor.predict(queries[:n])
         np.testing.assert_allclose(ours.values, model.model.predict(queries[:n]), rtol=1e-12, atol=1e-12)
         knn = model.model.named_steps["knn"]
@@ -93,7 +93,7 @@ def test_every_knn_setting_the_search_can_choose_takes_the_exact_path(scaler, p,
     predictor = build_predictor(model, "regression", X[450:455], X[:450])
     assert isinstance(predictor, ExactKNN)
     queries = jittered(X, 300)
-    for n in (1, 7, BRUTE_MAX_ROWS, BRUTE_MAX_ROWS + 1, 300):
+    for n in (1, 7, SMALL_BATCH, SMALL_BATCH + 1, 300):
         ours = predictor.predict(queries[:n])
         np.testing.assert_allclose(ours.values, model.predict(queries[:n]), rtol=1e-12, atol=1e-12)
         distances, _ = model.named_steps["knn"].kneighbors(model.named_steps["scale"].transform(queries[:n]))

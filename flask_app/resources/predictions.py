@@ -8,10 +8,10 @@ import re
 from flask import request
 from flask_restful import Resource
 
-from .. import prediction_log
+from .. import log as prediction_log
 from ..auth import require_admin
 from ..errors import InvalidInput, NotFound
-from .common import int_arg, json_response
+from .common import flush_log, int_arg, json_response
 
 MAX_PAGE = 500
 
@@ -32,8 +32,9 @@ def time_arg(name: str) -> dt.datetime | None:
 
 class PredictionList(Resource):
     def get(self):
-        """Log rows, newest first; filters status, model, model_version, since, until; limit/offset."""
+        """Log rows, newest first; filters status, model, model_version, client_request_id, since, until."""
         require_admin()
+        flush_log()
         limit = int_arg("limit", 50, 1, MAX_PAGE)
         offset = int_arg("offset", 0, 0, 10**9)
         status = int_arg("status", 0, 100, 599) if "status" in request.args else None
@@ -41,6 +42,7 @@ class PredictionList(Resource):
             status=status,
             model_name=request.args.get("model"),
             model_version=request.args.get("model_version"),
+            client_request_id=request.args.get("client_request_id"),
             since=time_arg("since"),
             until=time_arg("until"),
             limit=limit,
@@ -61,6 +63,8 @@ class PredictionItem(Resource):
         """One log row by request id."""
         require_admin()
         row = prediction_log.find(request_id)
+        if row is None and flush_log():
+            row = prediction_log.find(request_id)  # answered a moment ago: now shipped
         if row is None:
             raise NotFound(f"No logged request {request_id[:128]!r}.")
         return json_response(prediction_log.serialize(row))

@@ -36,9 +36,23 @@ def upgrade():
         $$""")
 
 
+# json keeps any number as written (1e999999 in a refused request, say); jsonb cannot hold such a
+# document. Downgrading keeps it as a jsonb string of its text instead of failing on it.
+KEEPING_TEXT = """
+    CREATE FUNCTION pg_temp.jsonb_keeping_text(value json) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+    BEGIN
+        RETURN value::jsonb;
+    EXCEPTION WHEN data_exception THEN
+        RETURN to_jsonb(value::text);
+    END
+    $$"""
+
+
 def downgrade():
     if op.get_bind().dialect.name != 'postgresql':
         return
+    op.execute(KEEPING_TEXT)
     for column in BODY_COLUMNS:
-        op.execute(f'ALTER TABLE prediction_log ALTER COLUMN {column} TYPE jsonb USING {column}::jsonb')
+        op.execute(f'ALTER TABLE prediction_log ALTER COLUMN {column} TYPE jsonb '
+                   f'USING pg_temp.jsonb_keeping_text({column})')
         op.execute(f'ALTER TABLE prediction_log ALTER COLUMN {column} SET COMPRESSION default')
