@@ -68,6 +68,16 @@ class ServedModel:
     def fast_path(self) -> bool:
         return isinstance(self.predictor, ExactKNN)
 
+    @property
+    def decision_threshold(self) -> dict[str, Any] | None:
+        """The threshold applied to a binary classifier's probabilities, with how training chose it."""
+        rule = self.predictor.rule
+        if rule is None:
+            return None
+        classes = np.asarray(self.predictor.pipeline.classes_)
+        return {**(self.info.get("decision_threshold") or {}), "threshold": rule.threshold,
+                "positive_class": int(classes[rule.positive_index])}
+
     def predict(self, X: np.ndarray) -> Prediction:
         output = self.predictor.predict(X)
         probabilities = None

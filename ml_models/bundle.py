@@ -6,7 +6,9 @@ A bundle is one directory, ``MODEL_DIR/<name>/<version>/``, holding:
 - ``reference.npz``: training features for drift tests and the
   leave-one-out neighbour-distance distribution for out-of-distribution
   scores (NumPy arrays only, loaded with ``allow_pickle=False``);
-- ``cv_plot.png``: cross-validation error against n_neighbors;
+- ``cv_plot.png``, ``learning_curve.png`` and, for a classifier,
+  ``reliability.png``: what the search saw and how good the model is
+  (``PLOT_FILES``; any PNG a caller passes is hashed like the rest);
 - ``model_info.yaml``: what produced the model, its metrics, its feature
   schema, golden predictions, and the md5, sha256 and size of every file
   above;
@@ -59,6 +61,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 MODEL_FILE = "model.pkl"
 REFERENCE_FILE = "reference.npz"
 PLOT_FILE = "cv_plot.png"
+LEARNING_CURVE_FILE = "learning_curve.png"
+RELIABILITY_FILE = "reliability.png"
+PLOT_FILES = (PLOT_FILE, LEARNING_CURVE_FILE, RELIABILITY_FILE)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLOT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.png$")
 INFO_FILE = "model_info.yaml"
 SIGNATURE_FILE = INFO_FILE + ".sig"
 ACTIVE_FILE = "ACTIVE"
@@ -297,15 +304,18 @@ def write_bundle(
     model: Any,
     info: dict[str, Any],
     reference: dict[str, np.ndarray],
-    plot_png: bytes,
+    plots: dict[str, bytes],
     signing_key: Ed25519PrivateKey | None = None,
 ) -> Path:
     """Write a complete bundle and return its directory.
 
+    ``plots`` maps file names (``something.png``) to PNG bytes; each is
+    listed in the info file with its hashes like every other file.
     Everything is written into a hidden temporary directory beside the target,
     fsync'ed, and renamed into place: the version directory appears complete
     or not at all.
     """
+    check_plots(plots)
     root = model_root(model_dir, name)
     target = version_path(model_dir, name, version)
     root.mkdir(parents=True, exist_ok=True)
@@ -317,11 +327,12 @@ def write_bundle(
             pickle.dump(model, handle, protocol=PICKLE_PROTOCOL)
         with open(staging / REFERENCE_FILE, "wb") as handle:
             np.savez(handle, **reference)
-        (staging / PLOT_FILE).write_bytes(plot_png)
+        for filename, png in plots.items():
+            (staging / filename).write_bytes(png)
         info = dict(info, name=name, version=version, format=FORMAT_VERSION)
         info["files"] = {
             filename: file_digests(staging / filename)
-            for filename in (MODEL_FILE, REFERENCE_FILE, PLOT_FILE)
+            for filename in (MODEL_FILE, REFERENCE_FILE, *plots)
         }
         info_bytes = dump_info(info)
         (staging / INFO_FILE).write_bytes(info_bytes)
@@ -339,6 +350,15 @@ def write_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def check_plots(plots: dict[str, bytes]) -> None:
+    """Plot files are plain PNG names that cannot collide with the bundle's other files."""
+    for filename, png in plots.items():
+        if not PLOT_NAME_PATTERN.match(filename):
+            raise ValueError(f"invalid plot file name {filename!r}: letters, digits, '_' and '-', ending in .png")
+        if not png.startswith(PNG_SIGNATURE):
+            raise ValueError(f"{filename} is not a PNG")
 
 
 # --- reading and verifying -----------------------------------------------------

@@ -278,7 +278,22 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(scope="session")
 def heart_bundle(tmp_path_factory) -> Path:
-    """A heart-disease classifier bundle (unsigned), trained once per session."""
+    """A heart-disease classifier bundle (unsigned, k nearest neighbours only), trained once per session."""
     store = tmp_path_factory.mktemp("heart-store")
     return train_into(store, "--data", str(DATA_DIR / "heart.csv"), "--target", "target", "--name", "heart-knn",
-                      "--max-neighbors", "12")
+                      "--max-neighbors", "12", "--families", "knn")
+
+
+@pytest.fixture(scope="session")
+def screening_bundle(tmp_path_factory) -> Path:
+    """A heart classifier whose threshold (0.3 for class 1) is far from 0.5, trained once per session."""
+    store = tmp_path_factory.mktemp("screening-store")
+    return train_into(store, "--data", str(DATA_DIR / "heart.csv"), "--target", "target", "--name", "heart-screening",
+                      "--max-neighbors", "12", "--families", "knn", "--repeats", "2", "--threshold", "fixed:0.3")
+
+
+@pytest.fixture(scope="session")
+def radius_bundle(tmp_path_factory) -> Path:
+    """A Boston regressor from the radius family only (served by the pipeline's own predict)."""
+    store = tmp_path_factory.mktemp("radius-store")
+    return train_into(store, "--families", "radius", "--name", "boston-radius", "--repeats", "2")

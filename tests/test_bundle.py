@@ -11,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ml_models import bundle
@@ -74,12 +75,50 @@ def test_validly_signed_bundle_in_another_version_directory_is_refused(bundle_di
     assert bundle_dir.name in verification.detail
 
 
-@pytest.mark.parametrize("filename", [bundle.MODEL_FILE, bundle.REFERENCE_FILE, bundle.PLOT_FILE, bundle.INFO_FILE])
+@pytest.mark.parametrize("filename", [bundle.MODEL_FILE, bundle.REFERENCE_FILE, bundle.PLOT_FILE,
+                                      bundle.LEARNING_CURVE_FILE, bundle.INFO_FILE])
 def test_missing_file(bundle_dir, keys, filename):
     (bundle_dir / filename).unlink()
     verification = bundle.verify(bundle_dir, public(keys))
     assert verification.verdict is bundle.Verdict.MISSING_FILE
     assert filename in verification.detail
+
+
+def test_a_replaced_plot_breaks_the_signature(bundle_dir, keys):
+    # Every plot is listed with its hashes in the signed info file, like the model.
+    (bundle_dir / bundle.LEARNING_CURVE_FILE).write_bytes(bundle.PNG_SIGNATURE + b"a doctored curve")
+    assert bundle.verify(bundle_dir).verdict is bundle.Verdict.CORRUPTED_FILE
+    rewrite_info(bundle_dir, recompute_hashes(bundle_dir, bundle.LEARNING_CURVE_FILE))
+    assert bundle.verify(bundle_dir, public(keys)).verdict is bundle.Verdict.BAD_SIGNATURE
+
+
+def write_small_bundle(root, plots):
+    info = {"task": "regression", "features": [], "golden": [], "versions": {}}
+    return bundle.write_bundle(root, "tiny", "20260101T000000Z", {"a": 1}, info, {"x": np.zeros(2)}, plots)
+
+
+def test_every_plot_is_written_and_listed_with_its_hashes(tmp_path):
+    plots = {"cv_plot.png": bundle.PNG_SIGNATURE + b"one", "learning_curve.png": bundle.PNG_SIGNATURE + b"two",
+             "extra-view.png": bundle.PNG_SIGNATURE + b"three"}
+    path = write_small_bundle(tmp_path, plots)
+    info = bundle.read_info(path)
+    assert set(info["files"]) == {bundle.MODEL_FILE, bundle.REFERENCE_FILE, *plots}
+    for filename, png in plots.items():
+        assert (path / filename).read_bytes() == png
+        assert info["files"][filename] == bundle.file_digests(path / filename)
+        assert info["files"][filename]["size"] == len(png)
+
+
+@pytest.mark.parametrize(("plots", "message"), [
+    ({"../escape.png": bundle.PNG_SIGNATURE}, "invalid plot file name"),
+    ({"model.pkl": bundle.PNG_SIGNATURE}, "invalid plot file name"),
+    ({".hidden.png": bundle.PNG_SIGNATURE}, "invalid plot file name"),
+    ({"plot.png": b"GIF89a"}, "is not a PNG"),
+])
+def test_bad_plots_are_refused_before_anything_is_written(tmp_path, plots, message):
+    with pytest.raises(ValueError, match=message):
+        write_small_bundle(tmp_path, plots)
+    assert not (tmp_path / "tiny").exists() or list((tmp_path / "tiny").iterdir()) == []
 
 
 def test_other_scikit_learn_version_is_refused_before_unpickling(bundle_dir, keys):

@@ -188,7 +188,7 @@ def test_text_from_requests_is_escaped_on_every_page(client):
 
 
 def test_models_page_shows_every_version_with_its_verdict_and_metrics(client, both, keys):
-    second = train_into(both, "--max-neighbors", "1", signing_key=keys["trusted"]).name
+    second = train_into(both, "--max-neighbors", "1", "--families", "knn", signing_key=keys["trusted"]).name
     active = bundle.read_active(both, "boston-knn")
     shutil.copytree(both / "boston-knn" / active, both / "boston-knn" / "20990101T000000Z")
     sign_in(client)
@@ -218,7 +218,7 @@ def test_version_page_shows_the_info_file_and_the_cv_plot(client, both):
 
 
 def test_dry_run_is_shown_before_activation(client, both, keys):
-    second = train_into(both, "--max-neighbors", "1", signing_key=keys["trusted"]).name
+    second = train_into(both, "--max-neighbors", "1", "--families", "knn", signing_key=keys["trusted"]).name
     for _ in range(3):
         client.post("/predict", json={"instances": [BOSTON_ROW, dict(BOSTON_ROW, RM=7.0)]})
     wait_for_log(client, 3)

@@ -32,6 +32,8 @@ def model_document(name: str | None = None) -> dict:
         "metrics": info.get("metrics"),
         "target": info.get("target"),
         "classes": info.get("classes"),
+        "decision_threshold": served.decision_threshold,
+        "calibration": info.get("calibration"),
         "features": info.get("features"),
         "files": info.get("files"),
         "data": info.get("data"),
