@@ -333,7 +333,20 @@ def search_record(result: search.SearchResult, chosen: search.Candidate, args: a
         "notices": notices,
         "family_results": families,
         "by_setting": by_setting,
+        "selection": selection(result, chosen),
     }
+
+
+def selection(result: search.SearchResult, chosen: search.Candidate) -> str:
+    """How the chosen candidate was picked, in a sentence (the info file and the printed table carry it)."""
+    best = result.best()
+    if best.setting == chosen.setting and best.value == chosen.value:
+        return report.BEST_MEAN
+    _, standard_error = search.paired_gain(best, chosen)
+    return (f"the best {search.FAST_FAMILY} candidate: the {best.setting.family} winner scores "
+            f"{result.scoring.shown(best.mean) - result.scoring.shown(chosen.mean):+.4f}, within one standard "
+            f"error ({standard_error:.4f}) of the difference paired over the same folds, and {search.FAST_FAMILY} "
+            "is answered on the service's exact fast path")
 
 
 def describe_estimator(model) -> str:
@@ -534,7 +547,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     result = search.run(task, split.X_train, split.y_train, folds, scoring, k_max, args.families, args.repeats,
                         progress_printer(args.quiet))
     search_seconds = time.perf_counter() - started
-    chosen = result.best()
+    chosen = result.choose()
     params = chosen.params
     decision = cv_proba = cv_positive = None
     if binary:

@@ -21,6 +21,8 @@ N_LEARNING_SIZES = 8
 
 REGRESSION_KEYS = ("mae", "mse", "rmse", "r2")
 CLASSIFICATION_KEYS = ("accuracy", "precision", "recall", "f1", "roc_auc", "brier")
+# How learn.py says it picked the candidate with the best mean CV score.
+BEST_MEAN = "the best mean CV score"
 
 
 # --- point metrics -----------------------------------------------------------------
@@ -309,7 +311,8 @@ def render_summary(summary: dict[str, Any]) -> str:
                          f"{entry['cv_score']:.4f} ± {entry['cv_score_std']:.4f}   {versus}{extra}")
     params = info["best_params"]
     lines += [
-        f"chosen      {params['family']}: {_size(params)}, {_setting(params)}",
+        f"chosen      {params['family']}: {_size(params)}, {_setting(params)}"
+        + (f" ({search_info['selection']})" if search_info.get("selection", BEST_MEAN) != BEST_MEAN else ""),
         f"CV {label:<8s} {search_info['cv_score']:.4f} (± {search_info['cv_score_std']:.4f} over {n_folds} folds, "
         f"± {search_info['cv_repeat_std']:.4f} between the {search_info['cv_repeats']} repeats' means)",
     ]

@@ -154,6 +154,24 @@ def test_best_and_runner_up():
         list(itertools.product(search.SCALERS, search.METRIC_P, search.WEIGHTS)))
 
 
+
+@pytest.mark.parametrize(("radius_lead", "chosen_family"), [(0.001, "knn"), (0.05, "radius"), (-0.01, "knn")])
+def test_a_radius_lead_within_one_standard_error_goes_to_the_fast_knn_model(radius_lead, chosen_family):
+    rng = np.random.default_rng(0)
+    knn_scores = rng.normal(0.9, 0.03, size=25)
+    noise = rng.normal(0, 0.015, size=25)
+    radius_scores = knn_scores + radius_lead + noise - noise.mean()  # paired noise: standard error about 0.003
+    curves = [search.Curve(search.Setting("knn", "standard", 2, "distance"), np.array([5.0]), knn_scores[:, None]),
+              search.Curve(search.Setting("radius", "standard", 2, "distance"), np.array([1.5]),
+                           radius_scores[:, None])]
+    result = search.SearchResult(search.scoring_for("regression", 0), curves, 5, 5, 10)
+    assert result.best().setting.family == ("radius" if radius_lead > 0 else "knn")
+    assert result.choose().setting.family == chosen_family
+    gain, standard_error = search.paired_gain(result.best("radius"), result.best("knn"))
+    assert gain == pytest.approx(np.mean(radius_scores - knn_scores))
+    assert standard_error == pytest.approx(np.std(radius_scores - knn_scores, ddof=1) / 5)
+
+
 # --- the radius estimators -------------------------------------------------------------------
 
 
