@@ -211,11 +211,12 @@ class ExactKNN:
         """scikit-learn's weighting: 1/d, and a row with a zero distance takes only those neighbours."""
         if not self.distance_weighted:
             return None
-        with np.errstate(divide="ignore"):
-            weights = 1.0 / distances
-        exact = np.isinf(weights)
-        rows = exact.any(axis=1)
-        weights[rows] = exact[rows]
+        zero = distances == 0
+        if not zero.any():
+            return 1.0 / distances
+        weights = zero.astype(float)
+        others = ~zero.any(axis=1)
+        weights[others] = 1.0 / distances[others]
         return weights
 
     # -- predictions ------------------------------------------------------------------

@@ -212,10 +212,10 @@ class Validator:
 
     def range_warnings(self, X: np.ndarray) -> list[dict[str, Any]]:
         """One warning per value outside the range seen in training."""
+        if not ((self.minimum > X) | (self.maximum < X)).any():
+            return []
         below = self.minimum > X
         above = self.maximum < X
-        if not (below.any() or above.any()):
-            return []
         warnings = []
         for row, col in zip(*np.nonzero(below | above), strict=True):
             feature = self.features[col]

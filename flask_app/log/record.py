@@ -101,22 +101,29 @@ def _text(value: str) -> str:
     return value
 
 
+def _raw_json(value: RawJSON) -> str:
+    return value.replace("\\", "\\\\") if "\\" in value else value
+
+
+def _number(value: float) -> str:
+    return repr(value) if math.isfinite(value) else NULL
+
+
+# One encoder per value type: a dictionary lookup instead of a chain of isinstance checks per field.
+_BY_TYPE: dict[type, Any] = {
+    type(None): lambda value: NULL,
+    bool: lambda value: "t" if value else "f",
+    int: repr,
+    float: _number,
+    str: _text,
+    RawJSON: _raw_json,
+    dt.datetime: dt.datetime.isoformat,
+}
+
+
 def _field(value: Any) -> str:
-    if value is None:
-        return NULL
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, RawJSON):
-        return value.replace("\\", "\\\\") if "\\" in value else value
-    if isinstance(value, str):
-        return _text(value)
-    if isinstance(value, (int, float)):
-        return repr(value) if math.isfinite(value) else NULL
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return _text(safe_json_dumps(value))
+    encoder = _BY_TYPE.get(type(value))
+    return encoder(value) if encoder is not None else _text(safe_json_dumps(value))
 
 
 def encode(row: dict[str, Any], columns: Sequence[str], json_columns: frozenset[str]) -> bytes:
