@@ -2,7 +2,7 @@
 
 ``create_app`` reads like a table of contents: settings, logging, extensions,
 the model registry, the prediction log, the request cycle, resources, error
-handlers.
+handlers, CLI commands.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask
 
 from . import metrics
+from .commands import register_commands
 from .config import Settings, load_settings
 from .errors import register_error_handlers
 from .extensions import db, migrate
@@ -38,6 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_request_cycle(app)
     register_resources(app)
     register_error_handlers(app)
+    register_commands(app)
     return app
 
 
@@ -95,3 +97,4 @@ def register_prediction_log(app: Flask, settings: Settings) -> None:
     writer.start(settings.SPOOL_REPLAY_SECONDS)
     atexit.register(writer.stop)
     app.extensions["prediction_log"] = writer
+

@@ -48,7 +48,7 @@ class PredictionLogWriter:
         self._direct = engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
         self._direct_sql = str(
             postgresql.insert(self.table).values({name: sa.bindparam(name) for name in COLUMNS})
-            .on_conflict_do_nothing(index_elements=["request_id"]).returning(self.table.c.request_id)
+            .on_conflict_do_nothing().returning(self.table.c.request_id)
             .compile(dialect=postgresql.psycopg.dialect())
         )
         self._db_retry_at = 0.0
@@ -116,9 +116,7 @@ class PredictionLogWriter:
         transaction.
         """
         stored = [row["request_id"] for row in rows]
-        statement = self._insert.on_conflict_do_nothing(index_elements=["request_id"]).returning(
-            self.table.c.request_id
-        )
+        statement = self._insert.on_conflict_do_nothing().returning(self.table.c.request_id)
         single = len(rows) == 1
         with (self._autocommit.connect() if single else self.engine.begin()) as conn:
             inserted = set(conn.execute(statement, rows[0] if single else rows).scalars())
