@@ -2,7 +2,7 @@
 
 ``create_app`` reads like a table of contents: settings, logging, extensions,
 the model registry, the prediction log, the request cycle, resources, error
-handlers, CLI commands.
+handlers, CLI commands, the proxies in front.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics
 from .commands import register_commands
@@ -40,6 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_resources(app)
     register_error_handlers(app)
     register_commands(app)
+    trust_proxies(app, settings)
     return app
 
 
@@ -98,3 +100,8 @@ def register_prediction_log(app: Flask, settings: Settings) -> None:
     atexit.register(writer.stop)
     app.extensions["prediction_log"] = writer
 
+
+def trust_proxies(app: Flask, settings: Settings) -> None:
+    """Behind nginx or an ingress, the client's address is the one the nearest proxy saw."""
+    if settings.TRUSTED_PROXY_HOPS:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXY_HOPS, x_proto=0)

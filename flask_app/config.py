@@ -58,6 +58,9 @@ class Settings:
     LOG_RETENTION_DAYS: int = 0
     # PostgreSQL: monthly partitions `flask log-partitions` keeps created ahead of the current month.
     LOG_PARTITION_MONTHS_AHEAD: int = 3
+    # Proxies in front of the service whose X-Forwarded-For is believed (nginx in docker compose,
+    # the ingress in Kubernetes: 1). 0 when clients connect directly, or they could forge client_addr.
+    TRUSTED_PROXY_HOPS: int = 0
     # How many logged requests a dry-run activation replays by default.
     SHADOW_DEFAULT_N: int = 200
 
@@ -146,5 +149,7 @@ def check(settings: Settings) -> None:
         raise ConfigError("LOG_RETENTION_DAYS must be 0 (keep forever) or more")
     if settings.LOG_PARTITION_MONTHS_AHEAD < 1:
         raise ConfigError("LOG_PARTITION_MONTHS_AHEAD must be at least 1")
+    if settings.TRUSTED_PROXY_HOPS < 0:
+        raise ConfigError("TRUSTED_PROXY_HOPS must be 0 or more")
     if settings.MODEL_VERIFY_KEY is not None and not settings.MODEL_VERIFY_KEY.is_file():
         raise ConfigError(f"MODEL_VERIFY_KEY {settings.MODEL_VERIFY_KEY} does not exist")
