@@ -115,6 +115,10 @@ USER root
 COPY requirements.txt requirements-train.txt requirements-dev.txt pyproject.toml ./
 RUN pip --python /opt/venv/bin/python install -r requirements-dev.txt
 COPY tests ./tests
+# The deployment files, for the tests that check them against the code.
+COPY Dockerfile docker-compose.yml ./
+COPY deploy ./deploy
+COPY docker/nginx ./docker/nginx
 # /app is read-only for the service user: no .pytest_cache.
 ENV PYTEST_ADDOPTS="-p no:cacheprovider"
 USER 10001:10001
