@@ -181,7 +181,7 @@ def test_maintenance_creates_ahead_empties_the_default_and_drops_past_retention(
         # The attached partitions carry the log's indexes and unique key.
         indexes = conn.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE tablename = :name"),
                                {"name": partitions.partition_name(stranded_month)}).scalars().all()
-    assert len(indexes) == 6 and any("UNIQUE" in index and "(request_id, received_at)" in index
+    assert len(indexes) == 7 and any("UNIQUE" in index and "(request_id, received_at)" in index
                                      for index in indexes)
     with pytest.raises(sa.exc.IntegrityError):
         insert(engine, stranded_month, stranded[0])
@@ -236,6 +236,15 @@ def test_the_command_on_sqlite_says_there_is_nothing_to_do(tmp_path):
     insert(engine, dt.datetime(2001, 1, 1, tzinfo=UTC), "kept")  # retention does not touch SQLite
     with engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT request_id FROM prediction_log")) == "kept"
+    # On SQLite the migration changes the model indexes only, both ways.
+    indexes = {index["name"] for index in sa.inspect(engine).get_indexes("prediction_log")}
+    assert {"ix_prediction_log_model_name_received_at", "ix_prediction_log_model_version_received_at"} <= indexes
+    engine.dispose()
+    migrate_to(url, "0003", downgrade=True)
+    engine = sa.create_engine(url)
+    indexes = {index["name"] for index in sa.inspect(engine).get_indexes("prediction_log")}
+    assert "ix_prediction_log_model_received_at" in indexes
+    assert "ix_prediction_log_model_name_received_at" not in indexes
     engine.dispose()
 
 

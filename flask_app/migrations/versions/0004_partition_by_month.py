@@ -11,6 +11,11 @@ PostgreSQL only (SQLite has no partitions and keeps the plain table).
   carries that pair unchanged, so a second copy is a conflict in the one
   partition its ``received_at`` selects.
 - The primary key becomes ``(id, received_at)`` for the same reason.
+- The index on (model_name, model_version, received_at) becomes two, (model_name, received_at) and
+  (model_version, received_at): with a default partition PostgreSQL merges the partitions' rows in
+  received_at order, and a filter on either column alone then needs an index that yields that
+  order in every partition (otherwise each partition is read until its first match). On SQLite
+  this is the migration's only change.
 - Partitions exist for every month that holds rows, the current month and
   the next three; the default partition takes any row outside them, so a
   row is never refused for lack of a partition. ``flask --app
@@ -38,12 +43,20 @@ branch_labels = None
 depends_on = None
 
 MONTHS_AHEAD = 3
-INDEXES = {
+INDEXES_0003 = {
     'ix_prediction_log_received_at': 'received_at',
     'ix_prediction_log_status_received_at': 'status, received_at',
     'ix_prediction_log_model_received_at': 'model_name, model_version, received_at',
     'ix_prediction_log_client_request_id': 'client_request_id',
 }
+INDEXES_0004 = {
+    'ix_prediction_log_received_at': 'received_at',
+    'ix_prediction_log_status_received_at': 'status, received_at',
+    'ix_prediction_log_model_name_received_at': 'model_name, received_at',
+    'ix_prediction_log_model_version_received_at': 'model_version, received_at',
+    'ix_prediction_log_client_request_id': 'client_request_id',
+}
+MODEL_INDEXES = sorted(set(INDEXES_0003) ^ set(INDEXES_0004))
 # The columns of 0003's table, in order.
 COLUMNS = ('id', 'request_id', 'received_at', 'endpoint', 'status', 'model_name', 'model_version',
            'model_sha256', 'n_rows', 'n_ood_flagged', 'latency_ms', 'request_body', 'request_raw',
@@ -52,14 +65,15 @@ COLUMNS = ('id', 'request_id', 'received_at', 'endpoint', 'status', 'model_name'
 
 def upgrade():
     if op.get_bind().dialect.name != 'postgresql':
+        swap_indexes(INDEXES_0003, INDEXES_0004)
         return
     op.execute('LOCK TABLE prediction_log IN ACCESS EXCLUSIVE MODE')
-    set_aside('prediction_log_0003')
+    set_aside('prediction_log_0003', INDEXES_0003)
     op.execute('CREATE TABLE prediction_log (LIKE prediction_log_0003 INCLUDING DEFAULTS INCLUDING STORAGE'
                ' INCLUDING COMPRESSION) PARTITION BY RANGE (received_at)')
     op.execute('ALTER TABLE prediction_log ADD CONSTRAINT prediction_log_pkey PRIMARY KEY (id, received_at),'
                ' ADD CONSTRAINT prediction_log_request_id_key UNIQUE (request_id, received_at)')
-    create_indexes()
+    create_indexes(INDEXES_0004)
     op.execute('ALTER SEQUENCE prediction_log_id_seq OWNED BY prediction_log.id')
 
     months = {month_start(row[0]) for row in op.get_bind().execute(sa.text(
@@ -79,14 +93,15 @@ def upgrade():
 
 def downgrade():
     if op.get_bind().dialect.name != 'postgresql':
+        swap_indexes(INDEXES_0004, INDEXES_0003)
         return
     op.execute('LOCK TABLE prediction_log IN ACCESS EXCLUSIVE MODE')
-    set_aside('prediction_log_0004')
+    set_aside('prediction_log_0004', INDEXES_0004)
     op.execute('CREATE TABLE prediction_log (LIKE prediction_log_0004 INCLUDING DEFAULTS INCLUDING STORAGE'
                ' INCLUDING COMPRESSION)')
     op.execute('ALTER TABLE prediction_log ADD CONSTRAINT prediction_log_pkey PRIMARY KEY (id),'
                ' ADD CONSTRAINT prediction_log_request_id_key UNIQUE (request_id)')
-    create_indexes()
+    create_indexes(INDEXES_0003)
     op.execute('ALTER SEQUENCE prediction_log_id_seq OWNED BY prediction_log.id')
     others = ', '.join(column for column in COLUMNS if column not in ('id', 'request_id'))
     op.execute(f"""
@@ -98,19 +113,29 @@ def downgrade():
     op.execute('DROP TABLE prediction_log_0004')  # and its partitions
 
 
-def set_aside(new_name):
+def set_aside(new_name, indexes):
     """Rename the current table with its constraints and indexes, freeing their names."""
     suffix = new_name.removeprefix('prediction_log')
     op.execute(f'ALTER TABLE prediction_log RENAME TO {new_name}')
     for constraint in ('prediction_log_pkey', 'prediction_log_request_id_key'):
         op.execute(f'ALTER TABLE {new_name} RENAME CONSTRAINT {constraint} TO {constraint}{suffix}')
-    for index in INDEXES:
+    for index in indexes:
         op.execute(f'ALTER INDEX {index} RENAME TO {index}{suffix}')
 
 
-def create_indexes():
-    for index, columns in INDEXES.items():
+def create_indexes(indexes):
+    for index, columns in indexes.items():
         op.execute(f'CREATE INDEX {index} ON prediction_log ({columns})')
+
+
+def swap_indexes(old, new):
+    """The index change alone (SQLite)."""
+    for index in MODEL_INDEXES:
+        if index in old:
+            op.drop_index(index, table_name='prediction_log')
+    for index in MODEL_INDEXES:
+        if index in new:
+            op.create_index(index, 'prediction_log', [column.strip() for column in new[index].split(',')])
 
 
 def month_start(moment):
