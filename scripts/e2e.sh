@@ -5,8 +5,8 @@
 #   - predictions through nginx (one row, a batch, the heart classifier, a rejected request)
 #   - the log rows read back with psql, filed in the month's partition
 #   - nginx: JSON access lines, requests spread over every replica, a body over the limit refused
-#     with the app's problem+json 413 (and logged), /metrics refused at the proxy and served by
-#     each replica
+#     with the app's problem+json 413 (and logged), its own 414/431 as problem+json, /metrics
+#     refused at the proxy and served by each replica
 #   - an activation through nginx reaches every replica
 #   - slow clients: 200 connections trickling headers, then bodies, through nginx while a normal
 #     client is answered within 1 s; and the same against one replica directly, which starves
@@ -202,6 +202,16 @@ done
 logged=$(psql_at -c "select count(*) from prediction_log where status = 413 and $(of_prefix "big-$RUN_ID-")")
 printf '  413 rows in the log: %s\n' "$logged"
 [[ "$logged" == 2 ]] || fail "expected the two refused bodies in the log, found $logged"
+
+step "nginx: its own refusals are problem+json too"
+long_path="/predict/$(head -c 9000 /dev/zero | tr '\0' a)"
+for case in "URI of 9 KB|$BASE_URL$long_path|414" "header of 9 KB|$BASE_URL/health|431"; do
+  IFS='|' read -r what url want <<< "$case"
+  extra=(); [[ $what == header* ]] && extra=(-H "X-Padding: $(head -c 9000 /dev/zero | tr '\0' a)")
+  got=$(curl -s -o "$WORK/body" -w '%{http_code} %{content_type}' "${extra[@]}" "$url")
+  printf '  %s -> %s: %s\n' "$what" "$got" "$(head -c 140 "$WORK/body")"
+  [[ "$got" == "$want application/problem+json" ]] || fail "a $what answered $got, expected $want problem+json"
+done
 
 step "/metrics: refused at the proxy (figures are per replica), served by each replica"
 code=$(curl -s -o "$WORK/body" -w '%{http_code} %{content_type}' "$BASE_URL/metrics")
