@@ -5,10 +5,11 @@
 #            without pip, setuptools or the packages' own test suites, shared libraries stripped
 #   runtime  python:3.11-slim + that virtualenv + the code; non-root uid 10001; no compilers.
 #            The service image (compose `app`, the Kubernetes Deployment).
-#   train    runtime + requirements-train.txt (matplotlib, for the CV plot learn.py writes into each
+#   train    runtime + requirements-train.txt (matplotlib, for the plots learn.py writes into each
 #            bundle). The training image (compose `train`, the Kubernetes training Job):
 #            docker build --network host --target train -t sklearn-prediction-service-train .
-#   test     train + requirements-dev.txt + tests/; runs the pytest suite (docker compose --profile test)
+#   test     train + requirements-dev.txt + Debian's chromium + tests/; runs the pytest suite
+#            (docker compose --profile test)
 #   final    = runtime, last so that a plain `docker build .` gives the service image
 #
 # Models are not baked in: they live in the volume mounted at /models (the compose `train`
@@ -112,6 +113,10 @@ CMD ["train"]
 FROM train AS test
 
 USER root
+# The browser tests drive /docs and the console in Debian's headless Chromium.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends chromium chromium-driver \
+ && rm -rf /var/lib/apt/lists/*
 COPY requirements.txt requirements-train.txt requirements-dev.txt pyproject.toml ./
 RUN pip --python /opt/venv/bin/python install -r requirements-dev.txt
 COPY tests ./tests

@@ -14,15 +14,20 @@ cd "$(dirname "$0")"
 
 say() { printf '==> %s\n' "$*"; }
 
-# .env: KEY=VALUE lines; a variable already set in the environment wins.
-if [[ -f .env ]]; then
-  while IFS='=' read -r key value; do
+# .env: KEY=VALUE lines; a variable already set in the environment wins. The last line counts even
+# without a newline after it.
+ENV_FILE="${ENV_FILE:-.env}"
+if [[ -f "$ENV_FILE" ]]; then
+  while IFS='=' read -r key value || [[ -n "$key" ]]; do
     [[ "$key" =~ ^[A-Z_][A-Z0-9_]*$ ]] || continue
-    [[ -n "${!key+x}" ]] || export "$key=$value"
-  done < .env
+    [[ -n "${!key+x}" ]] || export "$key=${value%$'\r'}"
+  done < "$ENV_FILE"
 fi
 
-VENV=.venv
+# A database URL as it may be shown: the password masked.
+masked_url() { sed -E 's#^([a-zA-Z0-9+.-]+://[^:/@]*):[^/]*@#\1:***@#' <<< "$1"; }
+
+VENV="${VENV:-.venv}"
 if [[ ! -x "$VENV/bin/python" ]]; then
   say "creating the virtualenv in $VENV"
   python3 -m venv "$VENV"
@@ -36,11 +41,13 @@ if [[ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$wanted" ]]; then
 fi
 
 export MODEL_DIR="${MODEL_DIR:-$PWD/models}"
-export LOG_SPOOL_DIR="${LOG_SPOOL_DIR:-$PWD/var/spool}"
+export LOG_JOURNAL_DIR="${LOG_JOURNAL_DIR:-${LOG_SPOOL_DIR:-$PWD/var/journal}}"
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}"
-mkdir -p var "$LOG_SPOOL_DIR"
-# Metrics files of a previous run would be added to this run's figures.
-rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+mkdir -p var "$LOG_JOURNAL_DIR" "$PROMETHEUS_MULTIPROC_DIR"
+# Metrics files of a previous run would be added to this run's figures. Only prometheus-client's own files
+# go: the directory may have been pointed at one that holds something else.
+find "$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -type f \
+  \( -name 'counter_*.db' -o -name 'gauge_*.db' -o -name 'histogram_*.db' -o -name 'summary_*.db' \) -delete
 
 if [[ -z "${ADMIN_TOKEN:-}" && "${DEV_MODE:-false}" != "true" ]]; then
   if [[ ! -s var/admin_token ]]; then
@@ -52,7 +59,11 @@ if [[ -z "${ADMIN_TOKEN:-}" && "${DEV_MODE:-false}" != "true" ]]; then
   say "admin endpoints take: Authorization: Bearer \$(cat var/admin_token)"
 fi
 
-say "applying database migrations (${DATABASE_URL:-SQLite var/predictions.db})"
+if [[ -n "${DATABASE_URL:-}" ]]; then
+  say "applying database migrations ($(masked_url "$DATABASE_URL"))"
+else
+  say "applying database migrations (SQLite var/predictions.db)"
+fi
 "$VENV/bin/flask" --app flask_app.wsgi db upgrade
 
 if ! compgen -G "$MODEL_DIR/*/ACTIVE" > /dev/null; then

@@ -1,14 +1,13 @@
 """The prediction service: a Flask-RESTful API over a verified model store.
 
 ``create_app`` reads like a table of contents: settings, logging, extensions,
-the model registry, the prediction log, the request cycle, resources, error
-handlers, CLI commands, the proxies in front.
+the model registry, the prediction log, the request cycle, resources, pages
+for people (API docs, the console), error handlers, CLI commands, the proxies
+in front.
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,14 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics
+from .apidocs import apidocs
 from .commands import register_commands
 from .config import Settings, load_settings
+from .console import register_console
 from .errors import register_error_handlers
 from .extensions import db, migrate
-from .log import PredictionLogWriter, safe_json_dumps
+from .log import Recorder, safe_json_dumps
+from .logs import configure_logging
 from .registry import ModelRegistry
 from .request_cycle import register_request_cycle
 from .resources import register_resources
@@ -33,12 +35,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(config)
     app = Flask(__name__)
     configure(app, settings)
-    configure_logging(settings)
+    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
     register_extensions(app, settings)
     register_registry(app, settings)
     register_prediction_log(app, settings)
     register_request_cycle(app)
     register_resources(app)
+    register_pages(app)
     register_error_handlers(app)
     register_commands(app)
     trust_proxies(app, settings)
@@ -49,28 +52,25 @@ def configure(app: Flask, settings: Settings) -> None:
     app.config.update(
         SETTINGS=settings,
         SQLALCHEMY_DATABASE_URI=settings.database_uri,
-        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings.database_uri),
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings.database_uri, settings.LOG_DB_TIMEOUT_SECONDS),
         MAX_CONTENT_LENGTH=settings.MAX_CONTENT_LENGTH,
         # A 5 MB form field cap is irrelevant here; JSON bodies are bounded by MAX_CONTENT_LENGTH.
         ERROR_404_HELP=False,
     )
 
 
-def engine_options(uri: str) -> dict[str, Any]:
+def engine_options(uri: str, timeout_seconds: float) -> dict[str, Any]:
+    """Reads of the log (and SQLite's shipping) fail fast instead of waiting on a locked or absent database."""
     options: dict[str, Any] = {"json_serializer": safe_json_dumps}
     if uri.startswith("postgresql"):
-        # Fail fast when the database is away: the row goes to the spool instead of the request waiting.
-        options["connect_args"] = {"connect_timeout": 2}
+        timeout_ms = int(timeout_seconds * 1000)
+        options["connect_args"] = {"connect_timeout": 2, "options": f"-c statement_timeout={timeout_ms} "
+                                                                    f"-c lock_timeout={min(timeout_ms, 2000)}"}
         options["pool_size"] = 4
+        options["pool_pre_ping"] = True
     else:
-        options["connect_args"] = {"timeout": 15}
+        options["connect_args"] = {"timeout": timeout_seconds}
     return options
-
-
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.LOG_LEVEL.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("flask_app").setLevel(settings.LOG_LEVEL.upper())
 
 
 def register_extensions(app: Flask, settings: Settings) -> None:
@@ -78,6 +78,11 @@ def register_extensions(app: Flask, settings: Settings) -> None:
         Path(settings.database_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+
+
+def register_pages(app: Flask) -> None:
+    app.register_blueprint(apidocs)
+    register_console(app)
 
 
 def register_registry(app: Flask, settings: Settings) -> None:
@@ -95,10 +100,19 @@ def register_registry(app: Flask, settings: Settings) -> None:
 
 def register_prediction_log(app: Flask, settings: Settings) -> None:
     with app.app_context():
-        writer = PredictionLogWriter(db.engine, settings.LOG_SPOOL_DIR)
-    writer.start(settings.SPOOL_REPLAY_SECONDS)
-    atexit.register(writer.stop)
-    app.extensions["prediction_log"] = writer
+        recorder = Recorder(
+            db.engine,
+            settings.LOG_JOURNAL_DIR,
+            durability=settings.LOG_DURABILITY,
+            ship_interval=settings.LOG_SHIP_INTERVAL,
+            segment_bytes=settings.LOG_JOURNAL_SEGMENT_BYTES,
+            max_bytes=settings.LOG_JOURNAL_MAX_BYTES,
+            batch_bytes=settings.LOG_SHIP_BATCH_BYTES,
+            timeout_seconds=settings.LOG_DB_TIMEOUT_SECONDS,
+            on_pass=metrics.record_shipping,
+        )
+    recorder.start()
+    app.extensions["prediction_log"] = recorder
 
 
 def trust_proxies(app: Flask, settings: Settings) -> None:

@@ -19,6 +19,10 @@ import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DRIFT_POLICIES = ("warn", "reject")
+DURABILITY_MODES = ("default", "strict")
+LOG_FORMATS = ("text", "json")
+# Older names still accepted: the first name is the setting, the second what it was called.
+ALIASES = {"LOG_JOURNAL_DIR": "LOG_SPOOL_DIR"}
 
 
 class ConfigError(ValueError):
@@ -48,9 +52,24 @@ class Settings:
     OOD_QUANTILE: float = 0.99
     # GET /monitoring/drift stops reading logged request bodies after this many bytes.
     DRIFT_WINDOW_MAX_BYTES: int = 64 * 1024 * 1024
-    LOG_SPOOL_DIR: Path = PROJECT_ROOT / "var" / "spool"
-    # How often the background task tries to move spooled rows into the database.
-    SPOOL_REPLAY_SECONDS: float = 2.0
+    # Where each process appends log rows before its answer leaves (LOG_SPOOL_DIR is the older name).
+    LOG_JOURNAL_DIR: Path = PROJECT_ROOT / "var" / "journal"
+    # default: the row is written to the journal before the answer; strict: also fsync'ed.
+    LOG_DURABILITY: str = "default"
+    # How often the shipper moves journal rows into the database (seconds); 0: only on flush and at exit.
+    LOG_SHIP_INTERVAL: float = 0.25
+    # A process starts a new journal segment past this size.
+    LOG_JOURNAL_SEGMENT_BYTES: int = 64 * 1024 * 1024
+    # Rows are refused (503) while the journal holds more than this (the database is away).
+    LOG_JOURNAL_MAX_BYTES: int = 1024 * 1024 * 1024
+    # Journal bytes per shipped batch (one COPY).
+    LOG_SHIP_BATCH_BYTES: int = 4 * 1024 * 1024
+    # Statement and lock timeout of every log statement, reads included.
+    LOG_DB_TIMEOUT_SECONDS: float = 5.0
+    # /ready answers 503 while more rows than this wait in the journal.
+    LOG_READY_MAX_BACKLOG_ROWS: int = 100_000
+    # text: key=value lines; json: one JSON object per line.
+    LOG_FORMAT: str = "text"
     # Raw (non-JSON) request bodies are stored cut to this many characters.
     LOG_RAW_BODY_LIMIT: int = 65536
     LOG_LEVEL: str = "INFO"
@@ -63,6 +82,8 @@ class Settings:
     TRUSTED_PROXY_HOPS: int = 0
     # How many logged requests a dry-run activation replays by default.
     SHADOW_DEFAULT_N: int = 200
+    # How long a console sign-in lasts.
+    CONSOLE_SESSION_HOURS: float = 8.0
 
     @property
     def database_uri(self) -> str:
@@ -123,6 +144,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
         values.update(from_file)
     values.update({key: environ[key] for key in names if key in environ})
     values.update({key: value for key, value in overrides.items() if key in names})
+    for name, older in ALIASES.items():
+        if name not in values and (older in overrides or older in environ):
+            values[name] = overrides.get(older, environ.get(older))
     hints = typing.get_type_hints(Settings)
     typed = {
         key: value if isinstance(value, Path) else _coerce(key, hints[key], value) for key, value in values.items()
@@ -135,6 +159,17 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
 def check(settings: Settings) -> None:
     if settings.DRIFT_POLICY not in DRIFT_POLICIES:
         raise ConfigError(f"DRIFT_POLICY must be one of {', '.join(DRIFT_POLICIES)}, not {settings.DRIFT_POLICY!r}")
+    if settings.LOG_DURABILITY not in DURABILITY_MODES:
+        raise ConfigError(f"LOG_DURABILITY must be one of {', '.join(DURABILITY_MODES)}, "
+                          f"not {settings.LOG_DURABILITY!r}")
+    if settings.LOG_FORMAT not in LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {settings.LOG_FORMAT!r}")
+    if settings.LOG_SHIP_INTERVAL < 0 or settings.LOG_DB_TIMEOUT_SECONDS <= 0:
+        raise ConfigError("LOG_SHIP_INTERVAL must be at least 0 and LOG_DB_TIMEOUT_SECONDS above 0")
+    if settings.LOG_JOURNAL_SEGMENT_BYTES < 4096 or settings.LOG_SHIP_BATCH_BYTES < 4096:
+        raise ConfigError("LOG_JOURNAL_SEGMENT_BYTES and LOG_SHIP_BATCH_BYTES must be at least 4096")
+    if settings.LOG_JOURNAL_MAX_BYTES < settings.LOG_JOURNAL_SEGMENT_BYTES:
+        raise ConfigError("LOG_JOURNAL_MAX_BYTES must be at least LOG_JOURNAL_SEGMENT_BYTES")
     if settings.MAX_BATCH_ROWS < 1:
         raise ConfigError("MAX_BATCH_ROWS must be at least 1")
     if settings.MAX_CONTENT_LENGTH < 1024:
@@ -151,5 +186,7 @@ def check(settings: Settings) -> None:
         raise ConfigError("LOG_PARTITION_MONTHS_AHEAD must be at least 1")
     if settings.TRUSTED_PROXY_HOPS < 0:
         raise ConfigError("TRUSTED_PROXY_HOPS must be 0 or more")
+    if not 0 < settings.CONSOLE_SESSION_HOURS <= 24 * 30:
+        raise ConfigError("CONSOLE_SESSION_HOURS must be more than 0 and at most 720")
     if settings.MODEL_VERIFY_KEY is not None and not settings.MODEL_VERIFY_KEY.is_file():
         raise ConfigError(f"MODEL_VERIFY_KEY {settings.MODEL_VERIFY_KEY} does not exist")

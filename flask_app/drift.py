@@ -17,6 +17,7 @@ discrete features (ties), which only lowers that rate.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 from scipy import stats
 
 from .errors import ServiceError
+from .tensors import as_instances
 from .validation import Validator
 
 
@@ -34,11 +36,14 @@ def ood_scores(train_distances: np.ndarray, mean_distances: np.ndarray) -> np.nd
 
 
 def ks_report(
-    reference: np.ndarray, X: np.ndarray, names: list[str], alpha: float
+    reference: np.ndarray, X: np.ndarray, names: list[str], alpha: float, presorted: bool = False
 ) -> dict[str, Any]:
-    """Per-feature two-sample KS test of the rows in X against the reference rows."""
+    """Per-feature two-sample KS test of the rows in X against the reference rows.
+
+    ``presorted``: each column of ``reference`` is sorted already (a model sorts its reference once).
+    """
     per_feature_alpha = alpha / len(names)
-    statistics, p_values = ks_two_sample(reference, X)
+    statistics, p_values = ks_two_sample(reference, X, presorted)
     features = {}
     drifted = []
     for name, statistic, p_value in zip(names, statistics.tolist(), p_values.tolist(), strict=True):
@@ -57,7 +62,7 @@ def ks_report(
     }
 
 
-def ks_two_sample(reference: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ks_two_sample(reference: np.ndarray, X: np.ndarray, presorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """KS statistic (exactly ``scipy.stats.ks_2samp``'s) and an asymptotic two-sided p-value per column.
 
     The statistic is exactly scipy's; the p-value is an asymptotic one (see
@@ -66,8 +71,10 @@ def ks_two_sample(reference: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.
     """
     n, m = X.shape[0], reference.shape[0]
     statistic = np.empty(X.shape[1])
+    samples = np.sort(X, axis=0)
+    references = reference if presorted else np.sort(reference, axis=0)
     for col in range(X.shape[1]):
-        a, b = np.sort(X[:, col]), np.sort(reference[:, col])
+        a, b = samples[:, col], references[:, col]
         points = np.concatenate([a, b])
         cdf_a = np.searchsorted(a, points, side="right") / n
         cdf_b = np.searchsorted(b, points, side="right") / m
@@ -84,12 +91,13 @@ def ks_two_sample(reference: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.
 def window_matrix(bodies: Iterable[str], validator: Validator, n_rows: int) -> np.ndarray:
     """The newest ``n_rows`` data rows of logged request bodies (JSON text, newest first), as one matrix.
 
-    A body the validator refuses now (a schema that changed) is passed over.
+    Bodies of either protocol count (V2 tensors are translated as on the way in); a body the
+    validator refuses now (a schema that changed) is passed over.
     """
     parts, total = [], 0
     for text in bodies:
         try:
-            X = validator.validate(json.loads(text)).X
+            X = validator.validate(as_instances(json.loads(text), validator.names)).X
         except (ValueError, ServiceError):
             continue
         parts.append(X[: n_rows - total])
@@ -97,3 +105,41 @@ def window_matrix(bodies: Iterable[str], validator: Validator, n_rows: int) -> n
         if total >= n_rows:
             break
     return np.vstack(parts) if parts else np.empty((0, validator.n_features))
+
+
+def histograms(reference: np.ndarray, X: np.ndarray, features: list[dict[str, Any]],
+               n_bins: int = 20) -> list[dict[str, Any]]:
+    """Per feature, the training and the recent distribution over the same bins, as shares of their rows.
+
+    Categorical features (``allowed`` values) get one bin per value; numeric
+    ones ``n_bins`` equal bins over the range both samples span.
+    """
+    result = []
+    for col, feature in enumerate(features):
+        train, recent = reference[:, col], X[:, col]
+        if feature.get("allowed"):
+            values = sorted({*map(float, feature["allowed"]), *np.unique(recent).tolist()})
+            labels = [_number(value) for value in values]
+            train_counts = np.array([(train == value).sum() for value in values])
+            recent_counts = np.array([(recent == value).sum() for value in values])
+            edges = None
+        else:
+            low, high = float(min(train.min(), recent.min())), float(max(train.max(), recent.max()))
+            if high <= low:
+                high = low + 1.0
+            edges = np.linspace(low, high, n_bins + 1)
+            train_counts, _ = np.histogram(train, edges)
+            recent_counts, _ = np.histogram(recent, edges)
+            labels = [f"{_number(a)} – {_number(b)}" for a, b in itertools.pairwise(edges)]
+        result.append({
+            "name": feature["name"],
+            "labels": labels,
+            "edges": None if edges is None else edges.tolist(),
+            "training": (train_counts / max(len(train), 1)).tolist(),
+            "recent": (recent_counts / max(len(recent), 1)).tolist(),
+        })
+    return result
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"

@@ -8,9 +8,11 @@ unexpected into ``application/problem+json``.
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 if TYPE_CHECKING:
     from flask import Flask, Response
@@ -71,6 +73,12 @@ class NotFound(ServiceError):
     status, title, slug = 404, "Not Found", "not-found"
 
 
+class VersionNotServed(ServiceError):
+    """A version that is in the store but not active: only the active version answers."""
+
+    status, title, slug = 400, "Version not served", "version-not-served"
+
+
 class ModelRefused(ServiceError):
     """A bundle that failed verification: it is not activated."""
 
@@ -84,7 +92,7 @@ class ModelUnavailable(ServiceError):
 
 
 class LogUnavailable(ServiceError):
-    """Neither the database nor the spool could take the log row: the answer is withheld."""
+    """The journal could not take the log row: the answer is withheld."""
 
     status, title, slug = 503, "Prediction log unavailable", "log-unavailable"
 
@@ -98,12 +106,22 @@ def problem_body(status: int, title: str, detail: str, type_: str = "about:blank
     return body
 
 
-def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    from flask import Response, g
+def register_error_shape(app: Flask, prefix: str, shape: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Errors under ``prefix`` (a protocol with an error format of its own) are ``shape(problem)`` as JSON."""
+    app.extensions.setdefault("error_shapes", []).append((prefix.rstrip("/"), shape))
 
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    from flask import Response, current_app, g, request
+
+    mimetype = PROBLEM_MIMETYPE
+    for prefix, shape in current_app.extensions.get("error_shapes", ()):
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            body, mimetype = shape(body), "application/json"
+            break
     g.response_body = body
-    g.response_text = json.dumps(body)
-    response = Response(g.response_text, status=body["status"], mimetype=PROBLEM_MIMETYPE)
+    g.response_data = orjson.dumps(body)
+    response = Response(g.response_data, status=body["status"], mimetype=mimetype)
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
@@ -111,6 +129,7 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
 
 def register_error_handlers(app: Flask) -> None:
     from flask import g
+    from sqlalchemy.exc import OperationalError
     from werkzeug.exceptions import HTTPException
 
     @app.errorhandler(ServiceError)
@@ -127,6 +146,16 @@ def register_error_handlers(app: Flask) -> None:
         if error.code == 405 and error.valid_methods:
             headers["Allow"] = ", ".join(sorted(error.valid_methods))
         return problem_response(problem_body(error.code or 500, error.name, error.description or error.name), headers)
+
+    @app.errorhandler(OperationalError)
+    def handle_database_unavailable(error: OperationalError) -> Response:
+        from .extensions import db
+
+        db.session.rollback()
+        log.warning("database unavailable request_id=%s: %s", g.get("request_id"), type(error.orig).__name__)
+        return problem_response(problem_body(
+            503, "Database unavailable", "The prediction log's database did not answer in time; retry.",
+            PROBLEM_BASE + "database-unavailable"))
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception) -> Response:

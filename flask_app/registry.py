@@ -23,7 +23,7 @@ import numpy as np
 
 from ml_models import bundle
 
-from .drift import ood_scores
+from .drift import ks_report, ood_scores
 from .errors import ModelRefused, ModelUnavailable, NotFound
 from .predictor import ExactKNN, build_predictor
 from .validation import Validator
@@ -53,6 +53,7 @@ class ServedModel:
         self.feature_names = loaded.feature_names
         self.validator = Validator(self.info["features"], max_rows)
         self.reference = loaded.reference.get("features")
+        self._sorted_reference = np.sort(self.reference, axis=0) if self.reference is not None else None
         self.train_distances = loaded.reference.get("neighbour_distances")
         self.ood_quantile = ood_quantile
         self.loaded_at = time.time()
@@ -67,6 +68,16 @@ class ServedModel:
     def fast_path(self) -> bool:
         return isinstance(self.predictor, ExactKNN)
 
+    @property
+    def decision_threshold(self) -> dict[str, Any] | None:
+        """The threshold applied to a binary classifier's probabilities, with how training chose it."""
+        rule = self.predictor.rule
+        if rule is None:
+            return None
+        classes = np.asarray(self.predictor.pipeline.classes_)
+        return {**(self.info.get("decision_threshold") or {}), "threshold": rule.threshold,
+                "positive_class": int(classes[rule.positive_index])}
+
     def predict(self, X: np.ndarray) -> Prediction:
         output = self.predictor.predict(X)
         probabilities = None
@@ -74,6 +85,10 @@ class ServedModel:
             names = [str(c) for c in self.classes]
             probabilities = [dict(zip(names, row, strict=True)) for row in np.round(output.proba, 6).tolist()]
         return Prediction(output.values.tolist(), probabilities, self.ood(output.mean_distance))
+
+    def drift_report(self, X: np.ndarray, alpha: float) -> dict[str, Any]:
+        """Per-feature KS test of X against the training features (sorted once, when the model loaded)."""
+        return ks_report(self._sorted_reference, X, self.feature_names, alpha, presorted=True)
 
     def ood(self, mean_distance: np.ndarray | None) -> list[dict[str, Any]]:
         if mean_distance is None or self.train_distances is None:
@@ -87,6 +102,7 @@ class ServedModel:
 class _Slot:
     """One model name in one process: what is served and what was last seen in the store."""
 
+    pointer: str  # the path of the name's ACTIVE file
     served: ServedModel | None = None
     stamp: tuple[int, int] | None = None
     error: str | None = None
@@ -123,7 +139,10 @@ class ModelRegistry:
         slot = self._slot(name)
         if slot is None:
             raise NotFound(f"No model named {name!r} in the store.")
-        stamp = bundle.active_stamp(self.model_dir, name)
+        try:
+            stamp = bundle.file_stamp(slot.pointer)
+        except OSError as exc:
+            raise ModelUnavailable(f"The store's pointer for {name!r} cannot be read: {exc.strerror}.") from None
         if stamp != slot.stamp:
             self._refresh(name, slot, stamp)
         if slot.served is None:
@@ -158,20 +177,27 @@ class ModelRegistry:
             if not create and not (bundle.NAME_PATTERN.match(name) and (self.model_dir / name).is_dir()):
                 return None
             with self._slots_lock:
-                slot = self._slots.setdefault(name, _Slot())
+                slot = self._slots.setdefault(name, _Slot(str(bundle.model_root(self.model_dir, name) /
+                                                                 bundle.ACTIVE_FILE)))
         return slot
 
     def _refresh(self, name: str, slot: _Slot, stamp: tuple[int, int] | None) -> None:
+        """Serve what the pointer names. The stamp is recorded only with an outcome (loaded or refused),
+        so nothing that failed half-way is mistaken for done."""
         with slot.lock:
             if stamp == slot.stamp and (slot.served is not None or slot.error):
                 return  # another thread got here first
-            slot.stamp = stamp
-            version = bundle.read_active(self.model_dir, name)
+            try:
+                version = bundle.read_active(self.model_dir, name)
+            except OSError as exc:
+                slot.error = f"the pointer {self.model_dir / name / bundle.ACTIVE_FILE} cannot be read: {exc.strerror}"
+                log.error("model refused name=%s verdict=unreadable detail=%s", name, slot.error)
+                return  # stamp left as it was: the next request tries again
             if version is None:
-                slot.error = f"no active version in {self.model_dir / name}"
+                slot.stamp, slot.error = stamp, f"no active version in {self.model_dir / name}"
                 return
             if slot.served is not None and slot.served.version == version:
-                slot.error = None
+                slot.stamp, slot.error = stamp, None
                 return
             try:
                 slot.served = self._load(name, version)
@@ -180,6 +206,7 @@ class ModelRegistry:
             except ModelRefused as exc:
                 slot.error = exc.detail
                 log.error("still serving name=%s version=%s", name, slot.served.version if slot.served else "nothing")
+            slot.stamp = stamp
 
     def _load(self, name: str, version: str) -> ServedModel:
         try:
@@ -191,13 +218,18 @@ class ModelRegistry:
         try:
             loaded = bundle.load(path, self.verify_key)
         except bundle.BundleError as exc:
-            # The audit line for every refused bundle, at start-up, on reload and on activation.
-            log.error("model refused name=%s version=%s verdict=%s detail=%s",
-                      name, version, exc.verdict.value, exc.detail)
-            self.on_load_failure(name, exc.verdict.value)
-            raise ModelRefused(f"{name}/{version} refused: {exc.verdict.value}: {exc.detail}",
-                               verdict=exc.verdict.value) from None
-        return ServedModel(loaded, self.max_rows, self.ood_quantile)
+            raise self._refused(name, version, exc.verdict.value, exc.detail) from None
+        try:
+            return ServedModel(loaded, self.max_rows, self.ood_quantile)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a verified bundle this code cannot serve
+            raise self._refused(name, version, bundle.Verdict.UNLOADABLE.value,
+                                f"cannot be served: {type(exc).__name__}: {exc}") from None
+
+    def _refused(self, name: str, version: str, verdict: str, detail: str) -> ModelRefused:
+        # The audit line for every refused bundle, at start-up, on reload and on activation.
+        log.error("model refused name=%s version=%s verdict=%s detail=%s", name, version, verdict, detail)
+        self.on_load_failure(name, verdict)
+        return ModelRefused(f"{name}/{version} refused: {verdict}: {detail}", verdict=verdict)
 
     # -- the store ----------------------------------------------------------------
 
@@ -221,9 +253,31 @@ class ModelRegistry:
             if verification.info:
                 entry["created_at"] = verification.info.get("created_at")
                 entry["metrics"] = verification.info.get("metrics", {}).get("holdout")
+                entry["baseline"] = verification.info.get("metrics", {}).get("baseline")
                 entry["best_params"] = verification.info.get("best_params")
+                entry["libraries"] = verification.info.get("versions")
             listing.append(entry)
         return listing
+
+    def inspect(self, name: str, version: str) -> bundle.Verification:
+        """Verify one version without unpickling it: the verdict, and the info file when it verifies."""
+        if not self.has_version(name, version):
+            raise NotFound(f"No version {version[:64]!r} of {name[:64]!r}.")
+        return bundle.verify(bundle.version_path(self.model_dir, name, version), self.verify_key)
+
+    def verified_file(self, name: str, version: str, filename: str) -> bytes | None:
+        """The exact bytes of one file of a version that verifies (None when it does not or has no such file)."""
+        if not self.has_version(name, version):
+            raise NotFound(f"No version {version[:64]!r} of {name[:64]!r}.")
+        verification, files = bundle.verified_files(bundle.version_path(self.model_dir, name, version),
+                                                    self.verify_key)
+        return files.get(filename) if verification.ok else None
+
+    def has_version(self, name: str, version: str) -> bool:
+        """Whether the store holds that version of that model (verified or not)."""
+        if not bundle.NAME_PATTERN.match(name) or not bundle.VERSION_PATTERN.match(version):
+            return False
+        return (self.model_dir / name / version).is_dir()
 
     def candidate(self, name: str, version: str) -> ServedModel:
         """Verify and load a version without activating it (ModelRefused when it fails)."""
@@ -240,11 +294,13 @@ class ModelRegistry:
     def activate(self, name: str, version: str) -> ServedModel:
         """Verify, load, then point the store at the version and serve it here at once."""
         served = self.candidate(name, version)
-        bundle.write_active(self.model_dir, name, version)
+        written = bundle.write_active(self.model_dir, name, version)
         slot = self._slot(name, create=True)
         with slot.lock:
             slot.served = served
             slot.error = None
-            slot.stamp = bundle.active_stamp(self.model_dir, name)
+            # The stamp of the pointer this call wrote: if another activation replaced it since, the
+            # next request sees a different stamp and loads what that one named.
+            slot.stamp = written
         log.info("model activated name=%s version=%s", name, version)
         return served

@@ -2,29 +2,29 @@
 
 Predict endpoints are logged here, after the answer is built and before it
 is sent, so accepted and rejected requests (including 404/405/413/415 and
-unexpected errors) go through one path and each gets exactly one log row.
+unexpected errors) go through one path and each gets exactly one log row:
+appended to the journal before the answer leaves, or the answer is
+withheld (503).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 import re
 import time
-import uuid
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 
 from . import metrics
 from .errors import LogUnavailable, problem_body, problem_response
-from .log import RawJSON, SpoolError, raw_text
+from .log import JournalUnavailable, RawJSON, raw_text
+from .request_ids import new_request_id
 
 access_log = logging.getLogger("flask_app.access")
 
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
-PREDICT_PATHS = re.compile(r"^/(predict|models/[^/]+/predict)/?$")
+PREDICT_PATHS = re.compile(r"^/(predict|models/[^/]+/predict|v2/models/[^/]+(/versions/[^/]+)?/infer)/?$")
 
 
 def register_request_cycle(app: Flask) -> None:
@@ -33,86 +33,90 @@ def register_request_cycle(app: Flask) -> None:
 
 
 def start_request() -> None:
-    g.started = time.perf_counter()
-    g.received_at = dt.datetime.now(dt.UTC)
-    supplied = request.headers.get("X-Request-ID", "")
-    g.request_id = supplied if REQUEST_ID_PATTERN.match(supplied) else uuid.uuid4().hex
+    state = g._get_current_object()  # bound once: each access through the proxy costs a lookup
+    state.started = time.perf_counter()
+    # The service mints every request id; one the client sent is kept beside it (clients reuse theirs).
+    state.request_id, state.received_at = new_request_id()
+    supplied = request.headers.get("X-Request-ID")
+    state.client_request_id = supplied if supplied and REQUEST_ID_PATTERN.match(supplied) else None
 
 
 def finish_request(response: Response) -> Response:
-    latency = time.perf_counter() - g.get("started", time.perf_counter())
-    if PREDICT_PATHS.match(request.path) and request.method != "OPTIONS":
+    state, current = g._get_current_object(), request._get_current_object()
+    latency = time.perf_counter() - state.started
+    if current.method != "OPTIONS" and PREDICT_PATHS.match(current.path):
         response = log_prediction(response, latency)
-    response.headers["X-Request-ID"] = g.request_id
-    endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-    metrics.REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
-    metrics.LATENCY.labels(endpoint).observe(latency)
-    served = g.get("served")
-    access_log.info(
-        "request_id=%s method=%s path=%s status=%d latency_ms=%.2f model=%s version=%s",
-        g.request_id, request.method, request.path, response.status_code, latency * 1000,
-        served.name if served else "-", served.version if served else "-",
-    )
+    headers = response.headers
+    headers["X-Request-ID"] = state.request_id
+    if state.client_request_id:
+        headers["X-Client-Request-ID"] = state.client_request_id
+    rule = current.url_rule
+    metrics.record_request(rule.rule if rule else "unmatched", current.method, response.status_code, latency)
+    if access_log.isEnabledFor(logging.INFO):
+        served = state.get("served")
+        access_log.info("request", extra={"fields": {
+            "request_id": state.request_id,
+            "client_request_id": state.client_request_id,
+            "method": current.method,
+            "path": current.path,
+            "status": response.status_code,
+            "latency_ms": round(latency * 1000, 2),
+            "model": served.name if served else None,
+            "version": served.version if served else None,
+        }})
     return response
 
 
 def log_prediction(response: Response, latency: float) -> Response:
-    """Commit (or spool) the log row; withhold the answer if neither worked."""
+    """Append the log row to the journal; withhold the answer if it cannot be made durable."""
     settings = current_app.config["SETTINGS"]
-    writer = current_app.extensions["prediction_log"]
-    row = build_row(response, latency, settings.LOG_RAW_BODY_LIMIT)
+    row = build_row(response, latency, settings.LOG_RAW_BODY_LIMIT, settings.MAX_CONTENT_LENGTH)
     try:
-        stored_id, spooled = writer.write(row)
-    except SpoolError:
-        current_app.logger.exception("prediction log unavailable request_id=%s", g.request_id)
-        metrics.LOG_WRITES.labels("failed").inc()
+        current_app.extensions["prediction_log"].append(row)
+    except JournalUnavailable as exc:
+        current_app.logger.error("prediction log unavailable request_id=%s: %s", g.request_id, exc)
+        metrics.LOG_WRITES.labels("refused").inc()
         error = LogUnavailable("The answer cannot be recorded in the prediction log, so it is withheld; retry.")
         return problem_response(problem_body(error.status, error.title, error.detail, error.type))
-    metrics.LOG_WRITES.labels("spooled" if spooled else "committed").inc()
+    metrics.LOG_WRITES.labels("journaled").inc()
     if response.status_code >= 400:
         metrics.VALIDATION_FAILURES.labels(_reason(response)).inc()
-    if stored_id != g.request_id:
-        # A client reused an X-Request-ID already in the log: the row and the answer carry a new one.
-        g.request_id = stored_id
-        body = g.get("response_body")
-        if isinstance(body, dict):
-            body["request_id"] = stored_id
-            response.set_data(json.dumps(body))
     return response
 
 
-def build_row(response: Response, latency: float, raw_limit: int) -> dict[str, Any]:
-    served = g.get("served")
-    payload = g.get("payload")
+def build_row(response: Response, latency: float, raw_limit: int, max_body: int) -> dict[str, Any]:
+    state, current = g._get_current_object(), request._get_current_object()
+    served = state.get("served")
     request_body, request_raw, truncated = None, None, False
-    if payload is not None:
+    if state.get("payload") is not None:
         # The body parsed as JSON: store its text rather than serialise the parsed value again.
-        request_body = RawJSON.from_text(request.get_data(cache=True).decode("utf-8"))
-    elif response.status_code != 413:
-        raw = request.get_data(cache=True)
+        request_body = RawJSON.from_text(current.get_data(cache=True).decode("utf-8"))
+    elif response.status_code == 413 or (current.content_length or 0) > max_body:
+        truncated = True  # a body over MAX_CONTENT_LENGTH is never read, whatever else was wrong
+    else:
+        raw = current.get_data(cache=True)
         if raw:
             request_raw, truncated = raw_text(raw, raw_limit)
-    else:
-        truncated = True
-    body = g.get("response_body")
-    ood = body.get("ood") if isinstance(body, dict) else None
+    body = state.get("response_body")
+    data = state.get("response_data")
     return {
-        "request_id": g.request_id,
-        "received_at": g.received_at,
-        "endpoint": request.path[:200],
+        "request_id": state.request_id,
+        "client_request_id": state.client_request_id,
+        "received_at": state.received_at,
+        "endpoint": current.path[:200],
         "status": response.status_code,
         "model_name": served.name if served else None,
         "model_version": served.version if served else None,
         "model_sha256": served.sha256 if served else None,
-        "n_rows": g.get("n_rows"),
-        "n_ood_flagged": sum(1 for item in ood if item["flagged"]) if ood else None,
+        "n_rows": state.get("n_rows"),
+        "n_ood_flagged": state.get("n_ood_flagged"),
         "latency_ms": round(latency * 1000, 3),
         "request_body": request_body,
         "request_raw": request_raw,
         "request_truncated": truncated,
-        "response_body": RawJSON.from_text(g.response_text) if g.get("response_text") else body,
+        "response_body": RawJSON.from_text(data.decode()) if data else body,
         "error": _error_summary(body) if response.status_code >= 400 else None,
-        "client_addr": (request.remote_addr or "")[:64] or None,
+        "client_addr": (current.remote_addr or "")[:64] or None,
     }
 
 

@@ -14,23 +14,25 @@ import numpy as np
 
 from .errors import ServiceError
 from .registry import ServedModel
+from .tensors import as_instances, logged_predictions
 
 
 def compare(active: ServedModel, candidate: ServedModel, logged: list[tuple[Any, Any]],
             tolerance: float) -> dict[str, Any]:
-    """Replay logged (request, response) pairs through ``candidate``."""
+    """Replay logged (request, response) pairs through ``candidate``; requests of either protocol count."""
     old, new = [], []
     n_requests = n_incompatible = 0
     for request_body, response_body in logged:
-        if not isinstance(response_body, dict) or "predictions" not in response_body:
+        answered = logged_predictions(response_body)
+        if answered is None:
             continue
         try:
-            batch = candidate.validator.validate(request_body)
+            batch = candidate.validator.validate(as_instances(request_body, candidate.validator.names))
         except ServiceError:
             n_incompatible += 1  # the candidate's schema refuses what the active model accepted
             continue
         n_requests += 1
-        old.extend(response_body["predictions"])
+        old.extend(answered)
         new.extend(candidate.predict(batch.X).values)
     report: dict[str, Any] = {
         "active": _summary(active),

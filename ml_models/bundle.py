@@ -6,7 +6,9 @@ A bundle is one directory, ``MODEL_DIR/<name>/<version>/``, holding:
 - ``reference.npz``: training features for drift tests and the
   leave-one-out neighbour-distance distribution for out-of-distribution
   scores (NumPy arrays only, loaded with ``allow_pickle=False``);
-- ``cv_plot.png``: cross-validation error against n_neighbors;
+- ``cv_plot.png``, ``learning_curve.png`` and, for a classifier,
+  ``reliability.png``: what the search saw and how good the model is
+  (``PLOT_FILES``; any PNG a caller passes is hashed like the rest);
 - ``model_info.yaml``: what produced the model, its metrics, its feature
   schema, golden predictions, and the md5, sha256 and size of every file
   above;
@@ -20,6 +22,10 @@ key is configured), name and version match the directory, every file's size,
 md5 and sha256, the scikit-learn version. Only then is ``model.pkl``
 unpickled, and the golden predictions must come out again.
 
+Every file is read once, through the bundle's directory and without
+following a symbolic link, and what is hashed is exactly what is unpickled:
+a file swapped after it was checked is never the one that is loaded.
+
 The active version of a model is named in ``MODEL_DIR/<name>/ACTIVE``,
 replaced atomically.
 
@@ -30,11 +36,14 @@ from __future__ import annotations
 
 import base64
 import enum
+import errno
 import hashlib
+import io
 import os
 import pickle
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +61,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 MODEL_FILE = "model.pkl"
 REFERENCE_FILE = "reference.npz"
 PLOT_FILE = "cv_plot.png"
+LEARNING_CURVE_FILE = "learning_curve.png"
+RELIABILITY_FILE = "reliability.png"
+PLOT_FILES = (PLOT_FILE, LEARNING_CURVE_FILE, RELIABILITY_FILE)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PLOT_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.png$")
 INFO_FILE = "model_info.yaml"
 SIGNATURE_FILE = INFO_FILE + ".sig"
 ACTIVE_FILE = "ACTIVE"
@@ -77,6 +91,8 @@ class Verdict(enum.StrEnum):
     WRONG_LOCATION = "wrong_location"
     CORRUPTED_FILE = "corrupted_file"
     VERSION_MISMATCH = "version_mismatch"
+    UNREADABLE = "unreadable"
+    UNLOADABLE = "unloadable"
     GOLDEN_MISMATCH = "golden_mismatch"
 
 
@@ -107,16 +123,14 @@ class Verification:
 
 
 def file_digests(path: Path) -> dict[str, Any]:
-    """md5, sha256 and size of a file, read once."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    sha256 = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            md5.update(chunk)
-            sha256.update(chunk)
-            size += len(chunk)
-    return {"md5": md5.hexdigest(), "sha256": sha256.hexdigest(), "size": size}
+    """md5, sha256 and size of a file."""
+    return digests(Path(path).read_bytes())
+
+
+def digests(data: bytes) -> dict[str, Any]:
+    """md5, sha256 and size of some bytes."""
+    return {"md5": hashlib.md5(data, usedforsecurity=False).hexdigest(), "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data)}
 
 
 def sha256_of(path: Path) -> str:
@@ -132,19 +146,26 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_file_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old or the new file, never half."""
+def write_file_atomic(path: Path, data: bytes, mode: int = 0o644) -> tuple[int, int]:
+    """Write ``data`` to ``path`` so a reader sees the old or the new file, never half.
+
+    Returns the new file's stamp (inode, mtime): what ``active_stamp`` reads
+    for as long as this file is the one at ``path``.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            os.fchmod(handle.fileno(), mode)  # mkstemp makes it 0600; a reader may run as another user
             os.fsync(handle.fileno())
+            written = os.fstat(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+    return (written.st_ino, written.st_mtime_ns)
 
 
 # --- keys and signatures -------------------------------------------------------
@@ -245,17 +266,25 @@ def read_active(model_dir: Path, name: str) -> str | None:
     return version if VERSION_PATTERN.match(version) else None
 
 
-def write_active(model_dir: Path, name: str, version: str) -> None:
-    """Point the store at ``version``, atomically; every reader sees old or new."""
+def write_active(model_dir: Path, name: str, version: str) -> tuple[int, int]:
+    """Point the store at ``version``, atomically; every reader sees old or new.
+
+    Returns the stamp of the pointer this call wrote (see ``active_stamp``).
+    """
     if not version_path(model_dir, name, version).is_dir():
         raise FileNotFoundError(f"no version {version} of {name} in {model_dir}")
-    write_file_atomic(model_root(model_dir, name) / ACTIVE_FILE, f"{version}\n".encode())
+    return write_file_atomic(model_root(model_dir, name) / ACTIVE_FILE, f"{version}\n".encode())
 
 
 def active_stamp(model_dir: Path, name: str) -> tuple[int, int] | None:
     """A cheap fingerprint of the ACTIVE pointer (inode, mtime): it changes on every write."""
+    return file_stamp(str(model_root(model_dir, name) / ACTIVE_FILE))
+
+
+def file_stamp(path: str) -> tuple[int, int] | None:
+    """(inode, mtime) of a file, None when it does not exist: one stat."""
     try:
-        st = os.stat(model_root(model_dir, name) / ACTIVE_FILE)
+        st = os.stat(path)
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_mtime_ns)
@@ -275,15 +304,18 @@ def write_bundle(
     model: Any,
     info: dict[str, Any],
     reference: dict[str, np.ndarray],
-    plot_png: bytes,
+    plots: dict[str, bytes],
     signing_key: Ed25519PrivateKey | None = None,
 ) -> Path:
     """Write a complete bundle and return its directory.
 
+    ``plots`` maps file names (``something.png``) to PNG bytes; each is
+    listed in the info file with its hashes like every other file.
     Everything is written into a hidden temporary directory beside the target,
     fsync'ed, and renamed into place: the version directory appears complete
     or not at all.
     """
+    check_plots(plots)
     root = model_root(model_dir, name)
     target = version_path(model_dir, name, version)
     root.mkdir(parents=True, exist_ok=True)
@@ -295,11 +327,12 @@ def write_bundle(
             pickle.dump(model, handle, protocol=PICKLE_PROTOCOL)
         with open(staging / REFERENCE_FILE, "wb") as handle:
             np.savez(handle, **reference)
-        (staging / PLOT_FILE).write_bytes(plot_png)
+        for filename, png in plots.items():
+            (staging / filename).write_bytes(png)
         info = dict(info, name=name, version=version, format=FORMAT_VERSION)
         info["files"] = {
             filename: file_digests(staging / filename)
-            for filename in (MODEL_FILE, REFERENCE_FILE, PLOT_FILE)
+            for filename in (MODEL_FILE, REFERENCE_FILE, *plots)
         }
         info_bytes = dump_info(info)
         (staging / INFO_FILE).write_bytes(info_bytes)
@@ -319,6 +352,15 @@ def write_bundle(
     return target
 
 
+def check_plots(plots: dict[str, bytes]) -> None:
+    """Plot files are plain PNG names that cannot collide with the bundle's other files."""
+    for filename, png in plots.items():
+        if not PLOT_NAME_PATTERN.match(filename):
+            raise ValueError(f"invalid plot file name {filename!r}: letters, digits, '_' and '-', ending in .png")
+        if not png.startswith(PNG_SIGNATURE):
+            raise ValueError(f"{filename} is not a PNG")
+
+
 # --- reading and verifying -----------------------------------------------------
 
 
@@ -332,30 +374,81 @@ def verify(
     With ``verify_key`` the signature is required and must be by that key.
     ``sklearn_version`` defaults to the installed scikit-learn.
     """
-    path = Path(path)
-    info_path = path / INFO_FILE
-    if not info_path.is_file():
-        return Verification(Verdict.MISSING_FILE, f"{INFO_FILE} is missing")
-    info_bytes = info_path.read_bytes()
+    return _verify(Path(path), verify_key, sklearn_version)[0]
 
-    signed = (path / SIGNATURE_FILE).is_file()
+
+def verified_files(
+    path: Path, verify_key: Ed25519PublicKey | None = None
+) -> tuple[Verification, dict[str, bytes]]:
+    """``verify``, with the exact bytes of the files it checked (for a caller that serves one of them)."""
+    return _verify(Path(path), verify_key, None)
+
+
+def _read(directory: int, name: str) -> bytes | None:
+    """One file of a bundle, read once through the bundle's directory; no symlink is followed."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file", name)
+        return handle.read()
+
+
+def _verify(
+    path: Path,
+    verify_key: Ed25519PublicKey | None,
+    sklearn_version: str | None,
+) -> tuple[Verification, dict[str, bytes]]:
+    """The verification and the exact bytes it checked, each file read once.
+
+    Whoever uses a file afterwards uses these bytes, never the path again:
+    swapping a file after it was checked changes nothing that is loaded.
+    """
+    try:
+        directory = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return Verification(Verdict.MISSING_FILE, f"{path} does not exist"), {}
+    except OSError as exc:
+        return Verification(Verdict.UNREADABLE, f"{path} cannot be opened as a directory: {exc.strerror}"), {}
+    try:
+        return _verify_files(path, directory, verify_key, sklearn_version)
+    except OSError as exc:
+        return Verification(Verdict.UNREADABLE, f"{exc.filename or path}: {exc.strerror}"), {}
+    finally:
+        os.close(directory)
+
+
+def _verify_files(
+    path: Path,
+    directory: int,
+    verify_key: Ed25519PublicKey | None,
+    sklearn_version: str | None,
+) -> tuple[Verification, dict[str, bytes]]:
+    info_bytes = _read(directory, INFO_FILE)
+    if info_bytes is None:
+        return Verification(Verdict.MISSING_FILE, f"{INFO_FILE} is missing"), {}
+
+    signature = _read(directory, SIGNATURE_FILE)
+    signed = signature is not None
     if verify_key is not None:
-        if not signed:
-            return Verification(Verdict.UNSIGNED, f"{SIGNATURE_FILE} is missing")
-        if not check_signature(verify_key, info_bytes, (path / SIGNATURE_FILE).read_bytes()):
+        if signature is None:
+            return Verification(Verdict.UNSIGNED, f"{SIGNATURE_FILE} is missing"), {}
+        if not check_signature(verify_key, info_bytes, signature):
             return Verification(
                 Verdict.BAD_SIGNATURE,
                 f"the signature over {INFO_FILE} does not verify with the configured key",
                 signed=True,
-            )
+            ), {}
 
     try:
         info = yaml.safe_load(info_bytes)
     except yaml.YAMLError as exc:
-        return Verification(Verdict.INVALID_INFO, f"{INFO_FILE} is not valid YAML: {exc}", signed)
+        return Verification(Verdict.INVALID_INFO, f"{INFO_FILE} is not valid YAML: {exc}", signed), {}
     problem = _info_problem(info)
     if problem:
-        return Verification(Verdict.INVALID_INFO, problem, signed)
+        return Verification(Verdict.INVALID_INFO, problem, signed), {}
 
     if info["version"] != path.name or info["name"] != path.parent.name:
         return Verification(
@@ -363,22 +456,24 @@ def verify(
             f"the bundle says it is {info['name']}/{info['version']} "
             f"but lies in {path.parent.name}/{path.name}",
             signed,
-        )
+        ), {}
 
+    contents = {}
     for filename, expected in info["files"].items():
-        file_path = path / filename
-        if "/" in filename or filename.startswith("."):
-            return Verification(Verdict.INVALID_INFO, f"bad file name {filename!r}", signed)
-        if not file_path.is_file():
-            return Verification(Verdict.MISSING_FILE, f"{filename} is missing", signed)
-        actual = file_digests(file_path)
+        if not isinstance(filename, str) or "/" in filename or filename.startswith("."):
+            return Verification(Verdict.INVALID_INFO, f"bad file name {filename!r}", signed), {}
+        data = _read(directory, filename)
+        if data is None:
+            return Verification(Verdict.MISSING_FILE, f"{filename} is missing", signed), {}
+        actual = digests(data)
         for key in ("size", "md5", "sha256"):
             if actual[key] != expected.get(key):
                 return Verification(
                     Verdict.CORRUPTED_FILE,
                     f"{filename}: {key} is {actual[key]}, the info file says {expected.get(key)}",
                     signed,
-                )
+                ), {}
+        contents[filename] = data
 
     if sklearn_version is None:
         import sklearn
@@ -390,8 +485,9 @@ def verify(
             Verdict.VERSION_MISMATCH,
             f"trained with scikit-learn {trained_with}, this process has {sklearn_version}",
             signed,
-        )
-    return Verification(Verdict.OK, "verified" if signed and verify_key else "hashes match", signed, info)
+        ), {}
+    verdict = Verification(Verdict.OK, "verified" if signed and verify_key else "hashes match", signed, info)
+    return verdict, contents
 
 
 def _info_problem(info: Any) -> str | None:
@@ -435,22 +531,28 @@ class LoadedBundle:
 
 
 def load(path: Path, verify_key: Ed25519PublicKey | None = None) -> LoadedBundle:
-    """Verify, then unpickle, then check the golden predictions.
+    """Verify, then unpickle the very bytes that were verified, then check the golden predictions.
 
     Raises BundleError with the verdict when any step fails; nothing is
     unpickled unless verification passed.
     """
     path = Path(path)
-    verification = verify(path, verify_key)
+    verification, contents = _verify(path, verify_key, None)
     if not verification.ok:
         raise BundleError(verification.verdict, verification.detail)
     info = verification.info
-    with open(path / MODEL_FILE, "rb") as handle:
-        model = pickle.load(handle)  # noqa: S301 - verified above
+    try:
+        model = pickle.loads(contents[MODEL_FILE])  # noqa: S301 - these bytes verified above
+    except Exception as exc:  # a verified file that still cannot be unpickled here: refused, never a crash
+        raise BundleError(Verdict.UNLOADABLE, f"{MODEL_FILE} cannot be unpickled: {type(exc).__name__}: {exc}") \
+            from exc
     reference = {}
-    if REFERENCE_FILE in info["files"]:
-        with np.load(path / REFERENCE_FILE, allow_pickle=False) as arrays:
-            reference = {key: arrays[key] for key in arrays.files}
+    if REFERENCE_FILE in contents:
+        try:
+            with np.load(io.BytesIO(contents[REFERENCE_FILE]), allow_pickle=False) as arrays:
+                reference = {key: arrays[key] for key in arrays.files}
+        except (ValueError, OSError, EOFError) as exc:
+            raise BundleError(Verdict.UNLOADABLE, f"{REFERENCE_FILE} cannot be read: {exc}") from exc
     check_golden(model, info)
     return LoadedBundle(path, info, model, reference, verification)
 

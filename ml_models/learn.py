@@ -1,12 +1,17 @@
-"""Train a scaled k-nearest-neighbours model and write a versioned, verifiable bundle.
+"""Train a neighbours model and write a versioned, verifiable bundle: the command line.
 
     python ml_models/learn.py                       # Boston housing regressor
     python ml_models/learn.py --data ml_models/data/heart.csv --target target --name heart-knn
 
-The number of neighbours and the weighting are chosen by cross-validated grid
-search on the training part; the holdout part gives the metrics stored with
-the model, next to a trivial baseline so a reader can tell whether the model
-is any good. Bad input ends with one line on stderr and exit code 2.
+The work is done by modules beside this one: ``search`` scores every
+candidate of every family (k nearest neighbours over the whole k range,
+neighbours within a radius; two scalers, Minkowski p 1 and 2, two weightings)
+on the same repeated cross-validation folds, ``threshold`` picks a
+classifier's decision threshold on out-of-fold probabilities, ``report``
+measures the chosen model on the holdout (bootstrap intervals, next to a
+baseline), its calibration and its learning curve, and ``plots`` draws them.
+This file reads the data, wires those together, writes the bundle and prints
+the table. Bad input ends with one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ if __package__ in (None, ""):
     # Run as a script (python ml_models/learn.py): make the package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ml_models import bundle
+from ml_models import bundle, plots, report, search, threshold
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -43,9 +48,8 @@ DEFAULT_NAME = "boston-knn"
 DEFAULT_DROP = ("B",)
 DEFAULT_MODEL_DIR = PROJECT_ROOT / "models"
 
-WEIGHTS = ("uniform", "distance")
-DEFAULT_MAX_NEIGHBORS = 30
-DEFAULT_CV = 5
+DEFAULT_CV = search.DEFAULT_FOLDS
+DEFAULT_REPEATS = search.DEFAULT_REPEATS
 DEFAULT_SEED = 42
 DEFAULT_TEST_SIZE = 0.1
 # An integer-coded column with at most this many distinct values is treated as
@@ -169,139 +173,180 @@ def feature_schema(data: Dataset, X_train: np.ndarray, categorical: set[str]) ->
     return schema
 
 
-# --- search ----------------------------------------------------------------------
+# --- training ----------------------------------------------------------------------
 
 
-def build_pipeline(task: str, params: dict[str, Any] | None = None):
-    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    estimator = KNeighborsClassifier() if task == "classification" else KNeighborsRegressor()
-    pipeline = Pipeline([("scale", StandardScaler()), ("knn", estimator)])
-    if params:
-        pipeline.set_params(**{f"knn__{key}": value for key, value in params.items()})
-    return pipeline
+@dataclass
+class Split:
+    X_train: np.ndarray
+    X_test: np.ndarray
+    y_train: np.ndarray
+    y_test: np.ndarray
 
 
-def scoring_for(task: str, n_classes: int) -> tuple[str, str, bool]:
-    """(scikit-learn scorer, label for people, whether lower is better)."""
-    if task == "regression":
-        return "neg_mean_squared_error", "MSE", True
-    # ROC AUC ranks patients without a threshold and is symmetric in which
-    # class is called positive; the heart data's target coding is uncertain
-    # (data/README.md), so a metric that flips with it would be unsafe.
-    if n_classes == 2:
-        return "roc_auc", "ROC AUC", False
-    return "balanced_accuracy", "balanced accuracy", False
+def split_data(data: Dataset, task: str, args: argparse.Namespace) -> Split:
+    """Seeded holdout split (stratified for classification), with the size checks CV needs."""
+    from sklearn.model_selection import train_test_split
 
-
-def make_folds(task: str, cv: int, seed: int):
-    from sklearn.model_selection import KFold, StratifiedKFold
-
+    n_test = math.ceil(args.test_size * data.n_rows)
+    n_train = data.n_rows - n_test
+    if n_test < 2 or n_train < 2 * args.cv:
+        raise TrainingError(
+            f"{data.n_rows} rows are too few for a {args.test_size} holdout and {args.cv}-fold CV "
+            f"(need at least {2 * args.cv} training and 2 holdout rows)"
+        )
+    stratify = data.y if task == "classification" else None
+    try:
+        X_train, X_test, y_train, y_test = train_test_split(
+            data.X, data.y, test_size=args.test_size, random_state=args.seed, stratify=stratify
+        )
+    except ValueError as exc:
+        raise TrainingError(f"cannot split the data: {exc}") from None
     if task == "classification":
-        return StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
-    return KFold(n_splits=cv, shuffle=True, random_state=seed)
+        y_train, y_test = y_train.astype(int), y_test.astype(int)
+        if np.min(np.unique(y_train, return_counts=True)[1]) < args.cv:
+            raise TrainingError(f"a class has fewer training rows than --cv={args.cv} folds")
+    return Split(X_train, X_test, y_train, y_test)
 
 
-def grid(max_neighbors: int) -> list[dict[str, Any]]:
-    return [
-        {"n_neighbors": k, "weights": weights}
-        for weights in WEIGHTS
-        for k in range(1, max_neighbors + 1)
-    ]
+def neighbour_range(folds, max_neighbors: int | None) -> tuple[int, list[str]]:
+    """Largest k searched: what the smallest CV training fold holds, or less when asked."""
+    smallest = search.smallest_fold(folds)
+    if max_neighbors is None:
+        return smallest, []
+    if max_neighbors > smallest:
+        return smallest, [f"n_neighbors cut to {smallest}: the smallest CV training fold has {smallest} rows"]
+    return max_neighbors, []
 
 
-def search(task: str, X: np.ndarray, y: np.ndarray, candidates, folds, scorer: str, progress) -> list[dict]:
-    """Cross-validate every candidate; returns one record per candidate, in grid order."""
-    from sklearn.model_selection import cross_val_score
+def ood_neighbours(task: str, params: dict[str, Any], X: np.ndarray, y: np.ndarray) -> int | None:
+    """For a radius model: how many neighbours the out-of-distribution score averages over.
 
-    results = []
-    for index, params in enumerate(candidates, start=1):
-        scores = cross_val_score(build_pipeline(task, params), X, y, cv=folds, scoring=scorer)
-        results.append({**params, "mean": float(scores.mean()), "std": float(scores.std())})
-        progress(index, len(candidates), params, results[-1]["mean"])
-    return results
-
-
-def best_candidate(results: list[dict]) -> dict:
-    """Highest mean score (scorers are larger-is-better); the first in grid order wins ties."""
-    return max(results, key=lambda record: record["mean"])
+    The median number of other training rows within the radius, so that the
+    score measures the neighbourhood the model predicts from. None for a
+    k-nearest-neighbours model (it uses its own k).
+    """
+    if params["family"] != "radius":
+        return None
+    pipeline = search.build_pipeline(task, params).fit(X, y)
+    _, indices = pipeline.named_steps["knn"].radius_neighbors()
+    return max(1, int(np.median([len(row) for row in indices])))
 
 
-# --- evaluation ------------------------------------------------------------------
+def fitted_pipeline(model):
+    """The scaler + neighbours pipeline inside a thresholded classifier, or the model itself."""
+    return getattr(model, "estimator_", model)
 
 
-def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+def fit_model(task: str, params: dict[str, Any], ood: int | None, split: Split, decision: dict | None,
+              positive: int | None):
+    """The chosen candidate fitted on the whole training part; a binary classifier applies its threshold."""
+    from sklearn.model_selection import FixedThresholdClassifier
 
-    mse = float(mean_squared_error(y_true, y_pred))
+    pipeline = search.build_pipeline(task, {**params, "ood_neighbors": ood})
+    if decision is None:
+        return pipeline.fit(split.X_train, split.y_train)
+    thresholded = FixedThresholdClassifier(pipeline, threshold=decision["threshold"], pos_label=positive,
+                                           response_method="predict_proba")
+    return thresholded.fit(split.X_train, split.y_train)
+
+
+def choose_threshold(task: str, params: dict[str, Any], split: Split, folds, objective: threshold.Objective,
+                     positive: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Decision threshold on the out-of-fold probabilities of the chosen candidate.
+
+    Returns the record for the info file and the pooled out-of-fold
+    (positive-class probability, is-positive) pairs.
+    """
+    proba, labels, classes = search.out_of_fold_proba(task, params, split.X_train, split.y_train, folds)
+    index = classes.tolist().index(positive)
+    is_positive = labels == positive
+    try:
+        chosen = threshold.choose(is_positive, proba[:, index], objective)
+    except ValueError as exc:
+        raise TrainingError(f"--threshold {objective}: {exc}") from None
+    record = {
+        "objective": str(objective),
+        "description": objective.describe(),
+        "threshold": chosen["threshold"],
+        "positive_class": positive,
+        "rule": f"class {positive} when its probability is at least the threshold",
+        "cv": {key: chosen[key] for key in ("precision", "recall", "f1", "accuracy")},
+        "cv_most_probable_class": threshold.default_rule(is_positive, proba, index),
+        "n_cv_predictions": len(labels),
+    }
+    return record, proba[:, index], is_positive
+
+
+def candidate_record(candidate: search.Candidate, chosen: search.Candidate, scoring: search.Scoring,
+                     n_repeats: int) -> dict[str, Any]:
+    difference = candidate.fold_scores - chosen.fold_scores
+    sign = -1.0 if scoring.lower_is_better else 1.0
     return {
-        "mae": float(mean_absolute_error(y_true, y_pred)),
-        "mse": mse,
-        "rmse": math.sqrt(mse),
-        "r2": float(r2_score(y_true, y_pred)),
+        "params": candidate.params,
+        "cv_score": scoring.shown(candidate.mean),
+        "cv_score_std": candidate.std,
+        "cv_repeat_std": candidate.repeat_std(n_repeats),
+        # Paired over the same folds: the honest way to compare two candidates.
+        "difference_to_chosen": {"mean": float(sign * difference.mean()) + 0.0, "std": float(difference.std())},
+        **candidate.extra,
     }
 
 
-def classification_metrics(y_true, y_pred, proba, classes) -> dict[str, Any]:
-    from sklearn.metrics import (
-        accuracy_score,
-        confusion_matrix,
-        f1_score,
-        precision_score,
-        recall_score,
-        roc_auc_score,
-    )
-
-    binary = len(classes) == 2
-    average = "binary" if binary else "macro"
-    positive = classes[-1]
-    kwargs = {"average": average, "zero_division": 0}
-    if binary:
-        kwargs["pos_label"] = positive
-    metrics: dict[str, Any] = {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "precision": float(precision_score(y_true, y_pred, **kwargs)),
-        "recall": float(recall_score(y_true, y_pred, **kwargs)),
-        "f1": float(f1_score(y_true, y_pred, **kwargs)),
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
-    }
-    if binary:
-        metrics["roc_auc"] = float(roc_auc_score(y_true == positive, proba[:, 1]))
-    else:
-        metrics["roc_auc"] = float(roc_auc_score(y_true, proba, multi_class="ovr", labels=classes))
-    return metrics
-
-
-def evaluate(task: str, model, X_train, y_train, X_test, y_test) -> dict[str, Any]:
-    """Holdout metrics for the model and for a trivial baseline fitted on the training part."""
-    from sklearn.dummy import DummyClassifier, DummyRegressor
-
-    if task == "regression":
-        baseline = DummyRegressor(strategy="mean").fit(X_train, y_train)
-        return {
-            "holdout": regression_metrics(y_test, model.predict(X_test)),
-            "baseline": {"strategy": "mean", **regression_metrics(y_test, baseline.predict(X_test))},
+def search_record(result: search.SearchResult, chosen: search.Candidate, args: argparse.Namespace,
+                  seconds: float, notices: list[str]) -> dict[str, Any]:
+    scoring = result.scoring
+    families = {}
+    for family in result.families():
+        runner_up = result.runner_up(family)
+        families[family] = {
+            "winner": candidate_record(result.best(family), chosen, scoring, result.n_repeats),
+            "runner_up": candidate_record(runner_up, chosen, scoring, result.n_repeats) if runner_up else None,
         }
-    classes = model.classes_.tolist()
-    baseline = DummyClassifier(strategy="most_frequent").fit(X_train, y_train)
+    by_setting = []
+    for curve in result.curves:
+        index = int(np.argmax(curve.mean))
+        by_setting.append({**curve.setting.params(curve.values[index]),
+                           "cv_score": scoring.shown(float(curve.mean[index]))})
+    radii = {}
+    for curve in result.curves:
+        if curve.setting.family == "radius":
+            radii[f"{curve.setting.scaler}, p={curve.setting.p}"] = [float(curve.values[0]), float(curve.values[-1]),
+                                                                     len(curve.values)]
     return {
-        "holdout": classification_metrics(y_test, model.predict(X_test), model.predict_proba(X_test), classes),
-        "baseline": {
-            "strategy": "most_frequent",
-            **classification_metrics(
-                y_test, baseline.predict(X_test), baseline.predict_proba(X_test), classes
-            ),
-        },
-        "positive_class": classes[-1],
+        "families": result.families(),
+        "n_neighbors": [1, result.k_max],
+        **({"radii": radii} if radii else {}),
+        "scalers": list(search.SCALERS),
+        "p": list(search.METRIC_P),
+        "weights": list(search.WEIGHTS),
+        "cv_folds": result.n_splits,
+        "cv_repeats": result.n_repeats,
+        "cv_seed": args.seed,
+        "scoring": scoring.scorer,
+        "metric": scoring.label,
+        "cv_score": scoring.shown(chosen.mean),
+        "cv_score_std": chosen.std,
+        "cv_repeat_std": chosen.repeat_std(result.n_repeats),
+        "n_candidates": result.n_candidates,
+        "seconds": round(seconds, 2),
+        "notices": notices,
+        "family_results": families,
+        "by_setting": by_setting,
     }
+
+
+def describe_estimator(model) -> str:
+    pipeline = fitted_pipeline(model)
+    steps = ", ".join(type(step).__name__ for _, step in pipeline.steps)
+    if pipeline is model:
+        return f"Pipeline({steps})"
+    return f"FixedThresholdClassifier(Pipeline({steps}), threshold={model.threshold:.4g})"
 
 
 def neighbour_distances(model, X: np.ndarray) -> np.ndarray:
-    """Leave-one-out mean distance of each training row to its k neighbours, scaled space, sorted."""
-    knn = model.named_steps["knn"]
-    distances, _ = knn.kneighbors()  # without X: each row's neighbours exclude itself
+    """Leave-one-out mean distance of each training row to its neighbours, scaled space, sorted."""
+    distances, _ = fitted_pipeline(model).named_steps["knn"].kneighbors()  # without X: a row is not its own neighbour
     return np.sort(distances.mean(axis=1))
 
 
@@ -316,49 +361,14 @@ def golden_rows(model, names: list[str], X_test: np.ndarray, task: str) -> list[
     ]
 
 
-def plot_cv(results: list[dict], metric_label: str, lower_is_better: bool, best: dict, title: str) -> bytes:
-    """PNG of the CV score against n_neighbors, one line per weights option."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    sign = -1.0 if lower_is_better else 1.0
-    for weights in WEIGHTS:
-        rows = [r for r in results if r["weights"] == weights]
-        ks = [r["n_neighbors"] for r in rows]
-        means = np.array([sign * r["mean"] for r in rows])
-        stds = np.array([r["std"] for r in rows])
-        ax.plot(ks, means, marker="o", markersize=3, label=f"weights={weights}")
-        ax.fill_between(ks, means - stds, means + stds, alpha=0.12)
-    ax.axvline(best["n_neighbors"], color="grey", linestyle="--", linewidth=1)
-    ax.annotate(
-        f"chosen: k={best['n_neighbors']}, {best['weights']}",
-        xy=(best["n_neighbors"], sign * best["mean"]),
-        xytext=(8, 12),
-        textcoords="offset points",
-        fontsize=8,
-    )
-    ax.set_xlabel("n_neighbors")
-    ax.set_ylabel(f"cross-validated {metric_label} (± 1 std)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 # --- the command -----------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="learn.py",
-        description="Train a scaled KNN model by cross-validated grid search and write a "
+        description="Search neighbours models (k nearest and within a radius; two scalers, Minkowski p 1 and 2, "
+        "two weightings) by repeated cross-validation, measure the chosen one on a holdout, and write a "
         "versioned, hash-checked (and, with MODEL_SIGNING_KEY, signed) bundle.",
     )
     parser.add_argument("--data", type=Path, help=f"CSV with a header row (default: {DEFAULT_DATA.name}, bundled)")
@@ -375,13 +385,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="model store (default: $MODEL_DIR, else ./models under the project)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
-                        help="seed for the split and the CV folds (default: 42)")
+                        help="seed for the split, the CV folds and the bootstrap (default: 42)")
     parser.add_argument("--test-size", type=float, default=DEFAULT_TEST_SIZE,
                         help="holdout share, between 0 and 1 (default: 0.1)")
-    parser.add_argument("--max-neighbors", type=int, default=DEFAULT_MAX_NEIGHBORS,
-                        help="search n_neighbors from 1 to this "
-                        "(default: 30; cut to what the smallest CV training fold allows)")
+    parser.add_argument("--families", default=",".join(search.FAMILIES),
+                        help=f"model families to search, comma-separated (default: {','.join(search.FAMILIES)})")
+    parser.add_argument("--max-neighbors", type=int, default=None,
+                        help="largest n_neighbors searched (default: as many as the smallest CV training fold "
+                        "holds; a larger value is cut to that)")
     parser.add_argument("--cv", type=int, default=DEFAULT_CV, help="number of cross-validation folds (default: 5)")
+    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                        help="times the CV is repeated with other folds (default: 5)")
+    parser.add_argument("--threshold", default=threshold.DEFAULT_OBJECTIVE,
+                        help="binary classifiers: how the decision threshold is chosen on out-of-fold probabilities: "
+                        "max-f1 (default), precision-at-recall:R, recall-at-precision:P or fixed:T")
+    parser.add_argument("--positive-class", type=int, default=None,
+                        help="binary classifiers: the class that precision, recall, F1 and the threshold refer to "
+                        "(default: the larger label)")
     parser.add_argument("--activate", action="store_true",
                         help="make the new version the active one (the first version of a model always is)")
     parser.add_argument("--signing-key", type=Path, default=None,
@@ -398,6 +418,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     else:
         args.drop = tuple(name.strip() for name in args.drop.split(",") if name.strip())
     args.categorical = {name.strip() for name in args.categorical.split(",") if name.strip()}
+    args.families = tuple(name.strip() for name in args.families.split(",") if name.strip())
     args.name = args.name or (DEFAULT_NAME if bundled else f"{args.data.stem}-knn".replace("_", "-"))
     env_dir = os.environ.get("MODEL_DIR")
     args.model_dir = args.model_dir or (Path(env_dir) if env_dir else DEFAULT_MODEL_DIR)
@@ -406,15 +427,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def check_args(args: argparse.Namespace) -> None:
+def check_args(args: argparse.Namespace) -> threshold.Objective:
+    """Refuse bad options before any work; returns the parsed threshold objective."""
     if not 0 < args.test_size < 1:
         raise TrainingError("--test-size must be between 0 and 1")
     if args.cv < 2:
         raise TrainingError("--cv must be at least 2")
-    if args.max_neighbors < 1:
+    if args.repeats < 1:
+        raise TrainingError("--repeats must be at least 1")
+    if args.max_neighbors is not None and args.max_neighbors < 1:
         raise TrainingError("--max-neighbors must be at least 1")
+    unknown = [name for name in args.families if name not in search.FAMILIES]
+    if unknown or not args.families:
+        raise TrainingError(f"--families takes {', '.join(search.FAMILIES)} (got {', '.join(args.families) or 'none'})")
     if not bundle.NAME_PATTERN.match(args.name):
         raise TrainingError(f"invalid model name {args.name!r}: letters, digits, '.', '_' and '-' only")
+    try:
+        return threshold.parse_objective(args.threshold)
+    except ValueError as exc:
+        raise TrainingError(f"--threshold: {exc}") from None
 
 
 def check_model_dir(model_dir: Path, name: str) -> None:
@@ -450,26 +481,36 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def progress_printer(quiet: bool):
+def progress_printer(quiet: bool) -> search.Progress:
     interactive = sys.stderr.isatty()
 
-    def show(done: int, total: int, params: dict, score: float) -> None:
+    def show(done: int, total: int, label: str) -> None:
         if quiet:
             return
-        line = f"[{done:3d}/{total}] n_neighbors={params['n_neighbors']:<3d} weights={params['weights']:<8s}"
+        line = f"[{done:3d}/{total}] {label}"
         if interactive:
-            print(f"\r{line}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+            print(f"\r{line:<60s}", end="" if done < total else "\n", file=sys.stderr, flush=True)
         elif done == total or done % max(1, total // 10) == 0:
             print(line, file=sys.stderr, flush=True)
 
     return show
 
 
+def positive_class(args: argparse.Namespace, task: str, y_train: np.ndarray) -> int | None:
+    if task != "classification":
+        return None
+    classes = np.unique(y_train).tolist()
+    if args.positive_class is None:
+        return int(classes[-1])
+    if args.positive_class not in classes:
+        raise TrainingError(f"--positive-class {args.positive_class} is not a class of the target "
+                            f"({', '.join(map(str, classes))})")
+    return args.positive_class
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Everything but the printing: returns a summary of what was written."""
-    from sklearn.model_selection import train_test_split
-
-    check_args(args)
+    objective = check_args(args)
     signing_key = None
     if args.signing_key:
         try:
@@ -481,93 +522,87 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if task == "classification" and not np.all(data.y == np.round(data.y)):
         raise TrainingError(f"target {args.target!r} is not integer-coded; cannot classify")
     check_model_dir(args.model_dir, args.name)
+    split = split_data(data, task, args)
+    positive = positive_class(args, task, split.y_train)
+    n_classes = len(np.unique(split.y_train)) if task == "classification" else 0
+    binary = n_classes == 2
 
-    stratify = data.y if task == "classification" else None
-    n_test = math.ceil(args.test_size * data.n_rows)
-    n_train = data.n_rows - n_test
-    if n_test < 2 or n_train < 2 * args.cv:
-        raise TrainingError(
-            f"{data.n_rows} rows are too few for a {args.test_size} holdout and {args.cv}-fold CV "
-            f"(need at least {2 * args.cv} training and 2 holdout rows)"
-        )
-    try:
-        X_train, X_test, y_train, y_test = train_test_split(
-            data.X, data.y, test_size=args.test_size, random_state=args.seed, stratify=stratify
-        )
-    except ValueError as exc:
-        raise TrainingError(f"cannot split the data: {exc}") from None
-    if task == "classification":
-        y_train, y_test = y_train.astype(int), y_test.astype(int)
-        if np.min(np.bincount(y_train - y_train.min())[np.unique(y_train) - y_train.min()]) < args.cv:
-            raise TrainingError(f"a class has fewer training rows than --cv={args.cv} folds")
-
-    smallest_fold = n_train - math.ceil(n_train / args.cv)
-    max_neighbors = args.max_neighbors
-    notices = []
-    if max_neighbors > smallest_fold:
-        notices.append(
-            f"n_neighbors cut to {smallest_fold}: the smallest CV training fold has {smallest_fold} rows"
-        )
-        max_neighbors = smallest_fold
-    n_classes = len(np.unique(y_train)) if task == "classification" else 0
-    scorer, metric_label, lower_is_better = scoring_for(task, n_classes)
-    candidates = grid(max_neighbors)
     started = time.perf_counter()
-    results = search(task, X_train, y_train, candidates, make_folds(task, args.cv, args.seed),
-                     scorer, progress_printer(args.quiet))
-    best = best_candidate(results)
-    params = {"n_neighbors": best["n_neighbors"], "weights": best["weights"]}
-    model = build_pipeline(task, params).fit(X_train, y_train)
+    folds = search.make_folds(task, split.X_train, split.y_train, args.cv, args.repeats, args.seed)
+    k_max, notices = neighbour_range(folds, args.max_neighbors)
+    scoring = search.scoring_for(task, n_classes)
+    result = search.run(task, split.X_train, split.y_train, folds, scoring, k_max, args.families, args.repeats,
+                        progress_printer(args.quiet))
     search_seconds = time.perf_counter() - started
+    chosen = result.best()
+    params = chosen.params
+    decision = cv_proba = cv_positive = None
+    if binary:
+        decision, cv_proba, cv_positive = choose_threshold(task, params, split, folds, objective, positive)
+    ood = ood_neighbours(task, params, split.X_train, split.y_train)
+    model = fit_model(task, params, ood, split, decision, positive)
 
-    metrics = evaluate(task, model, X_train, y_train, X_test, y_test)
-    cv_score = -best["mean"] if lower_is_better else best["mean"]
+    metrics = report.evaluate(task, model, split.X_train, split.y_train, split.X_test, split.y_test, args.seed,
+                              positive)
+    min_rows = params.get("n_neighbors", 1) if task == "regression" else max(params.get("n_neighbors", 1),
+                                                                             4 * n_classes)
+    learning = report.learning_curve(search.build_pipeline(task, params), split.X_train, split.y_train,
+                                     folds[: args.cv], scoring.scorer, min_rows, args.seed)
+    figures = {
+        bundle.PLOT_FILE: plots.cv_curves(
+            result, chosen, f"{args.name}: {result.n_candidates} candidates, "
+            f"{args.cv}-fold CV repeated {args.repeats}x, training part ({len(split.y_train)} rows)"),
+        bundle.LEARNING_CURVE_FILE: plots.learning_curve(
+            learning, scoring.label, scoring.lower_is_better,
+            f"{args.name}: learning curve at the chosen parameters ({args.cv}-fold CV)"),
+    }
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     version = new_version(args.model_dir, args.name, now)
-    estimator = type(model.named_steps["knn"]).__name__
     info: dict[str, Any] = {
         "created_at": now.isoformat(),
         "task": task,
-        "estimator": f"Pipeline(StandardScaler, {estimator})",
+        "estimator": describe_estimator(model),
         "best_params": params,
-        "search": {
-            "n_neighbors": [1, max_neighbors],
-            "weights": list(WEIGHTS),
-            "cv_folds": args.cv,
-            "scoring": scorer,
-            "metric": metric_label,
-            "cv_score": cv_score,
-            "cv_score_std": best["std"],
-            "n_candidates": len(candidates),
-            "seconds": round(search_seconds, 2),
-            "notices": notices,
-        },
+        "search": search_record(result, chosen, args, search_seconds, notices),
         "metrics": metrics,
+    }
+    if decision is not None:
+        holdout_proba = model.predict_proba(split.X_test)[:, model.classes_.tolist().index(positive)]
+        prior = float(np.mean(split.y_train == positive))
+        info["decision_threshold"] = decision
+        info["calibration"] = report.calibration(cv_positive, cv_proba, split.y_test == positive, holdout_proba,
+                                                 prior)
+        figures[bundle.RELIABILITY_FILE] = plots.reliability(
+            info["calibration"], cv_proba, cv_positive, decision["threshold"], str(positive),
+            f"{args.name}: calibration (class {positive} positive)")
+    info["learning_curve"] = learning
+    if ood is not None:
+        info["ood"] = {"neighbours": ood, "measure": "mean distance to the nearest training rows, as many as the "
+                       "median training row has within the radius"}
+    info.update({
         "data": {
             "file": data.path.name,
             "sha256": data.sha256,
             "n_rows": data.n_rows,
-            "n_train": len(y_train),
-            "n_test": len(y_test),
+            "n_train": len(split.y_train),
+            "n_test": len(split.y_test),
             "seed": args.seed,
             "test_size": args.test_size,
             "dropped": list(args.drop),
         },
         "target": data.target_name,
-        "features": feature_schema(data, X_train, args.categorical),
-        "golden": golden_rows(model, data.feature_names, X_test, task),
+        "features": feature_schema(data, split.X_train, args.categorical),
+        "golden": golden_rows(model, data.feature_names, split.X_test, task),
         "versions": library_versions(),
-    }
+    })
     if task == "classification":
         info["classes"] = [int(c) for c in model.classes_]
     reference = {
-        "features": X_train,
-        "neighbour_distances": neighbour_distances(model, X_train),
+        "features": split.X_train,
+        "neighbour_distances": neighbour_distances(model, split.X_train),
     }
-    plot = plot_cv(results, metric_label, lower_is_better, best,
-                   f"{args.name}: {len(candidates)} candidates, {args.cv}-fold CV")
     try:
-        path = bundle.write_bundle(args.model_dir, args.name, version, model, info, reference, plot, signing_key)
+        path = bundle.write_bundle(args.model_dir, args.name, version, model, info, reference, figures, signing_key)
         first = bundle.read_active(args.model_dir, args.name) is None
         if args.activate or first:
             bundle.write_active(args.model_dir, args.name, version)
@@ -583,39 +618,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def render_summary(summary: dict[str, Any]) -> str:
-    info = summary["info"]
-    search_info = info["search"]
-    holdout, baseline = info["metrics"]["holdout"], info["metrics"]["baseline"]
-    lines = [
-        f"task        {info['task']} ({info['estimator']}), target {info['target']}, "
-        f"{len(info['features'])} features",
-        f"data        {info['data']['file']}: {info['data']['n_train']} train / {info['data']['n_test']} holdout rows"
-        + (f", dropped {', '.join(info['data']['dropped'])}" if info["data"]["dropped"] else ""),
-        f"search      {search_info['n_candidates']} candidates x {search_info['cv_folds']} folds "
-        f"in {summary['seconds']:.1f} s",
-        f"chosen      n_neighbors={info['best_params']['n_neighbors']}, weights={info['best_params']['weights']}",
-        f"CV {search_info['metric']:<8s} {search_info['cv_score']:.4f} (± {search_info['cv_score_std']:.4f})",
-        "",
-        f"{'holdout':<12s}{'model':>10s}{'baseline':>10s}",
-    ]
-    keys = ("mae", "mse", "rmse", "r2") if info["task"] == "regression" else (
-        "accuracy", "precision", "recall", "f1", "roc_auc")
-    for key in keys:
-        lines.append(f"{key.upper():<12s}{holdout[key]:>10.4f}{baseline[key]:>10.4f}")
-    if info["task"] == "classification":
-        lines.append(f"confusion   {holdout['confusion_matrix']} (rows: true {info['classes']})")
-    lines += [
-        "",
-        f"bundle      {summary['path']}",
-        f"version     {info['version']}" + (" (active)" if summary["activated"] else " (not active; use --activate)"),
-        f"model.pkl   md5 {info['files']['model.pkl']['md5']}",
-        "signature   " + ("Ed25519, model_info.yaml.sig" if summary["signed"]
-                          else "none: unsigned bundle (set MODEL_SIGNING_KEY to sign)"),
-    ]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -625,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for notice in summary["notices"]:
         print(f"notice: {notice}", file=sys.stderr)
-    print(render_summary(summary))
+    print(report.render_summary(summary))
     return 0
 
 

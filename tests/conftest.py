@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -75,6 +77,7 @@ def bundle_dir(store) -> Path:
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 _skipped_postgres: list[str] = []
+_skipped_browser: list[str] = []
 
 
 def _admin_engine():
@@ -126,9 +129,9 @@ def migrate_to(url: str, revision: str, downgrade: bool = False) -> None:
 
     from flask_app import MIGRATIONS_DIR, create_app
 
-    spool = tempfile.mkdtemp(prefix="spool-")
-    app = create_app({"DATABASE_URL": url, "MODEL_DIR": "/nonexistent", "SPOOL_REPLAY_SECONDS": 0,
-                      "LOG_SPOOL_DIR": spool})
+    journal = tempfile.mkdtemp(prefix="journal-")
+    app = create_app({"DATABASE_URL": url, "MODEL_DIR": "/nonexistent", "LOG_SHIP_INTERVAL": 0,
+                      "LOG_JOURNAL_DIR": journal})
     try:
         with app.app_context():
             step = flask_migrate.downgrade if downgrade else flask_migrate.upgrade
@@ -136,8 +139,9 @@ def migrate_to(url: str, revision: str, downgrade: bool = False) -> None:
             from flask_app.extensions import db
 
             db.engine.dispose()
+        app.extensions["prediction_log"].stop()
     finally:
-        shutil.rmtree(spool, ignore_errors=True)
+        shutil.rmtree(journal, ignore_errors=True)
 
 
 def head_revision() -> str:
@@ -166,8 +170,8 @@ def settings(tmp_path, store, pg_database) -> dict[str, Any]:
     return {
         "DATABASE_URL": pg_database,
         "MODEL_DIR": str(store),
-        "LOG_SPOOL_DIR": str(tmp_path / "spool"),
-        "SPOOL_REPLAY_SECONDS": 0,
+        "LOG_JOURNAL_DIR": str(tmp_path / "journal"),
+        "LOG_SHIP_INTERVAL": 0,
         "ADMIN_TOKEN": ADMIN_TOKEN,
         "MAX_BATCH_ROWS": 1000,
         "DRIFT_MIN_ROWS": 30,
@@ -175,18 +179,34 @@ def settings(tmp_path, store, pg_database) -> dict[str, Any]:
 
 
 @pytest.fixture
-def app(settings):
+def make_app():
+    """create_app for a test: its journal is sealed and shipped and its connections closed when the test ends."""
     from flask_app import create_app
     from flask_app.extensions import db as flask_db
 
-    application = create_app(settings)
+    made = []
+
+    def make(config):
+        made.append(create_app(config))
+        return made[-1]
+
+    yield make
+    for application in made:
+        application.extensions["prediction_log"].stop()
+        with application.app_context():
+            flask_db.session.remove()
+            flask_db.engine.dispose()
+
+
+@pytest.fixture
+def app(settings, make_app):
+    from flask_app.extensions import db as flask_db
+
+    application = make_app(settings)
     with application.app_context():
-        flask_db.session.execute(sa.text("TRUNCATE prediction_log RESTART IDENTITY"))
+        flask_db.session.execute(sa.text("TRUNCATE prediction_log, prediction_log_journal RESTART IDENTITY"))
         flask_db.session.commit()
-    yield application
-    with application.app_context():
-        flask_db.session.remove()
-        flask_db.engine.dispose()
+    return application
 
 
 @pytest.fixture
@@ -196,11 +216,13 @@ def client(app):
 
 @pytest.fixture
 def log_rows(app):
-    """Read the prediction log as dicts, oldest first."""
+    """Read the prediction log as dicts, oldest first (after shipping what the journal holds)."""
     from flask_app.extensions import db as flask_db
     from flask_app.log import PredictionLog
 
     def read() -> list[dict[str, Any]]:
+        report = app.extensions["prediction_log"].flush()
+        assert report.error is None, report.error
         with app.app_context():
             rows = flask_db.session.scalars(sa.select(PredictionLog).order_by(PredictionLog.id)).all()
             result = [{c.name: getattr(row, c.name) for c in PredictionLog.__table__.columns} for row in rows]
@@ -208,6 +230,20 @@ def log_rows(app):
             return result
 
     return read
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A small tmpfs mounted at ``path`` (a full disk on demand); needs root, as CI has."""
+    path.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
+                          check=False)
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs for a disk-full test (run as root): {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 ADMIN_TOKEN = "test-admin-token-5b7f"
@@ -221,6 +257,8 @@ BOSTON_FEATURES = list(BOSTON_ROW)
 def pytest_runtest_logreport(report):
     if report.skipped and "postgres" in report.keywords:
         _skipped_postgres.append(report.nodeid)
+    if report.skipped and "browser" in report.keywords:
+        _skipped_browser.append(report.nodeid)
 
 
 def pytest_collection_modifyitems(items):
@@ -233,11 +271,29 @@ def pytest_sessionfinish(session, exitstatus):
     if os.environ.get("CI") and _skipped_postgres:
         print(f"\nCI: {len(_skipped_postgres)} PostgreSQL tests were skipped; failing the run.")
         session.exitstatus = 1
+    if os.environ.get("CI") and _skipped_browser:
+        print(f"\nCI: {len(_skipped_browser)} browser tests were skipped; failing the run.")
+        session.exitstatus = 1
 
 
 @pytest.fixture(scope="session")
 def heart_bundle(tmp_path_factory) -> Path:
-    """A heart-disease classifier bundle (unsigned), trained once per session."""
+    """A heart-disease classifier bundle (unsigned, k nearest neighbours only), trained once per session."""
     store = tmp_path_factory.mktemp("heart-store")
     return train_into(store, "--data", str(DATA_DIR / "heart.csv"), "--target", "target", "--name", "heart-knn",
-                      "--max-neighbors", "12")
+                      "--max-neighbors", "12", "--families", "knn")
+
+
+@pytest.fixture(scope="session")
+def screening_bundle(tmp_path_factory) -> Path:
+    """A heart classifier whose threshold (0.3 for class 1) is far from 0.5, trained once per session."""
+    store = tmp_path_factory.mktemp("screening-store")
+    return train_into(store, "--data", str(DATA_DIR / "heart.csv"), "--target", "target", "--name", "heart-screening",
+                      "--max-neighbors", "12", "--families", "knn", "--repeats", "2", "--threshold", "fixed:0.3")
+
+
+@pytest.fixture(scope="session")
+def radius_bundle(tmp_path_factory) -> Path:
+    """A Boston regressor from the radius family only (served by the pipeline's own predict)."""
+    store = tmp_path_factory.mktemp("radius-store")
+    return train_into(store, "--families", "radius", "--name", "boston-radius", "--repeats", "2")

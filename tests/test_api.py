@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
@@ -52,12 +53,17 @@ def test_out_of_range_values_are_warned_about_not_refused(client):
     assert "above the training maximum" in rm[0]["reason"]
 
 
-def test_client_request_id_is_kept_when_sane(client):
+def test_request_ids_are_minted_and_a_client_id_is_kept_beside(client, log_rows):
     response = post(client, {"instances": [BOSTON_ROW]}, **{"X-Request-ID": "client-abc.123"})
-    assert response.headers["X-Request-ID"] == "client-abc.123"
-    assert response.get_json()["request_id"] == "client-abc.123"
+    minted = response.headers["X-Request-ID"]
+    assert uuid.UUID(minted).version == 7
+    assert response.get_json()["request_id"] == minted
+    assert response.headers["X-Client-Request-ID"] == "client-abc.123"
     insane = post(client, {"instances": [BOSTON_ROW]}, **{"X-Request-ID": "bad id; drop table"})
-    assert insane.headers["X-Request-ID"] != "bad id; drop table"
+    assert "X-Client-Request-ID" not in insane.headers
+    rows = log_rows()
+    assert [(row["request_id"], row["client_request_id"]) for row in rows] == [
+        (minted, "client-abc.123"), (insane.headers["X-Request-ID"], None)]
 
 
 def row_with(**changes):

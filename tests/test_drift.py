@@ -110,13 +110,11 @@ def test_drift_window_reads_only_the_request_bodies_it_needs(app, client):
     assert response.get_json()["n_rows"] == 1500  # two newest requests, cut to 1,500 rows
 
 
-def test_drift_window_stops_at_its_byte_cap(app, settings):
-    from flask_app import create_app
-
+def test_drift_window_stops_at_its_byte_cap(app, settings, make_app):
     from .conftest import ADMIN
 
     _log_batches(app, n_requests=10, rows_per_request=100, response_padding=0)
-    capped = create_app(dict(settings, DRIFT_WINDOW_MAX_BYTES=25_000))  # room for about two 100-row bodies
+    capped = make_app(dict(settings, DRIFT_WINDOW_MAX_BYTES=25_000))  # room for about two 100-row bodies
     body = capped.test_client().get("/monitoring/drift?window=1000", headers=ADMIN).get_json()
     assert 100 <= body["n_rows"] <= 300
 

@@ -91,3 +91,25 @@ def test_the_service_still_answers_after_the_corpus(client, log_rows):
     rows = log_rows()
     assert len(rows) == len(CORPUS) + 1
     assert [row["status"] for row in rows[:-1]] == [case[-1] for case in CORPUS]
+
+
+THREE_MB = instances(*[BOSTON_ROW] * 25_000)[: 3 * 2**20]
+assert len(THREE_MB) == 3 * 2**20
+
+
+@pytest.mark.parametrize(("method", "path", "content_type", "headers", "status"), [
+    ("POST", "/predict", "text/plain", {}, 415),
+    ("POST", "/predict", JSON, {"Content-Encoding": "gzip"}, 415),
+    ("POST", "/models/nosuch/predict", JSON, {}, 404),
+    ("PUT", "/predict", JSON, {}, 405),
+], ids=["text-plain", "gzip", "unknown-model", "put"])
+def test_an_oversized_body_on_a_refused_path_keeps_its_own_answer_and_row(client, log_rows, method, path,
+                                                                          content_type, headers, status):
+    """Regression: building the log row read the body after the 4xx was built, and the request ended as a 500
+    with no log row and no X-Request-ID."""
+    response = client.open(path, method=method, data=THREE_MB, headers={"Content-Type": content_type, **headers})
+    assert response.status_code == status
+    assert response.content_type == "application/problem+json"
+    (row,) = log_rows()
+    assert row["request_id"] == response.headers["X-Request-ID"] == response.get_json()["request_id"]
+    assert row["status"] == status and row["request_truncated"] and row["request_raw"] is None

@@ -55,10 +55,8 @@ def test_unknown_version_is_404(client):
 
 
 @pytest.fixture
-def verified_client(settings, keys):
-    from flask_app import create_app
-
-    return create_app(dict(settings, MODEL_VERIFY_KEY=str(keys["trusted_public"]))).test_client()
+def verified_client(settings, keys, make_app):
+    return make_app(dict(settings, MODEL_VERIFY_KEY=str(keys["trusted_public"]))).test_client()
 
 
 @pytest.mark.parametrize("tamper", ["flipped-byte", "unsigned", "other-key", "edited-metric"])
@@ -148,10 +146,8 @@ def test_drift_is_reported_for_a_shifted_feature_and_not_for_training_like_rows(
     assert "drift" not in small  # below DRIFT_MIN_ROWS
 
 
-def test_drift_policy_reject_refuses_the_batch(settings):
-    from flask_app import create_app
-
-    client = create_app(dict(settings, DRIFT_POLICY="reject")).test_client()
+def test_drift_policy_reject_refuses_the_batch(settings, make_app):
+    client = make_app(dict(settings, DRIFT_POLICY="reject")).test_client()
     _, X_train = holdout_rows()
     shifted = X_train[:60].copy()
     shifted[:, 5] += 1.5  # RM
@@ -174,12 +170,75 @@ def test_monitoring_drift_over_logged_rows(client):
     assert "LSTAT" in body["report"]["drifted"]
 
 
+def metric(text: str, series: str) -> float:
+    """The value of one series (name with its labels) in a Prometheus exposition; 0 when absent."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(series + " "))
+
+
 def test_metrics_count_requests_predictions_and_failures(client):
+    journaled = 'prediction_log_writes_total{outcome="journaled"}'
+    before = client.get("/metrics").get_data(as_text=True)
     predict(client, [BOSTON_ROW, BOSTON_ROW])
     predict(client, [dict(BOSTON_ROW, CHAS=4)])
     text = client.get("/metrics").get_data(as_text=True)
     assert 'http_requests_total{endpoint="/predict",method="POST",status="200"}' in text
     assert 'validation_failures_total{reason="invalid-input"}' in text
     assert "predictions_total{" in text and "http_request_duration_seconds_bucket" in text
-    assert "prediction_log_spool_rows" in text
-    assert 'prediction_log_writes_total{outcome="committed"}' in text
+    assert metric(text, journaled) - metric(before, journaled) == 2
+    client.application.extensions["prediction_log"].flush()
+    shipped = client.get("/metrics").get_data(as_text=True)
+    assert metric(shipped, "prediction_log_shipped_rows_total") - metric(text, "prediction_log_shipped_rows_total") == 2
+    assert metric(shipped, "prediction_log_shipping_lag_seconds_count") - metric(
+        text, "prediction_log_shipping_lag_seconds_count") == 2
+    assert metric(shipped, "prediction_log_journal_backlog_rows") == 0
+
+
+def test_an_activation_racing_another_one_ends_on_what_the_pointer_names(app, store, second_version, monkeypatch):
+    """Regression: activate() read the pointer's stamp after writing it; when another worker replaced the
+    pointer in between, this worker recorded the newer stamp but kept its own version for good."""
+    registry = app.extensions["model_registry"]
+    first = bundle.read_active(store, NAME)
+    write_active = bundle.write_active
+
+    def raced(model_dir, name, version):
+        written = write_active(model_dir, name, version)
+        write_active(model_dir, name, first)  # another worker activates the first version right after
+        return written
+
+    monkeypatch.setattr(bundle, "write_active", raced)
+    registry.activate(NAME, second_version)
+    monkeypatch.undo()
+    assert bundle.read_active(store, NAME) == first
+    assert registry.get(NAME).version == first
+
+
+def test_an_unreadable_pointer_is_a_refusal_not_a_crash(app, client, store, monkeypatch):
+    """Regression: a pointer the service could not read (written 0600 by another user) failed every predict."""
+    served = predict(client, [BOSTON_ROW]).get_json()["model"]["version"]
+    real_read_active = bundle.read_active
+
+    def denied(model_dir, name):
+        raise PermissionError(13, "Permission denied", str(model_dir / name / bundle.ACTIVE_FILE))
+
+    monkeypatch.setattr(bundle, "read_active", denied)
+    (store / NAME / bundle.ACTIVE_FILE).touch()  # the pointer changed: the worker must read it again
+    response = predict(client, [BOSTON_ROW])
+    assert response.status_code == 200 and response.get_json()["model"]["version"] == served  # still serving
+    status = app.extensions["model_registry"].status()[NAME]
+    assert "cannot be read" in status["error"]
+    monkeypatch.setattr(bundle, "read_active", real_read_active)
+    assert predict(client, [BOSTON_ROW]).status_code == 200
+
+
+def test_a_verified_but_unloadable_version_is_refused_with_409(client, store, keys):
+    from .tampering import recompute_hashes, rewrite_info, signed_copy
+
+    active = store / NAME / bundle.read_active(store, NAME)
+    broken = signed_copy(active, "29990101T000000Z", keys["trusted"])
+    data = (broken / bundle.MODEL_FILE).read_bytes()
+    (broken / bundle.MODEL_FILE).write_bytes(data[:100])
+    rewrite_info(broken, recompute_hashes(broken, bundle.MODEL_FILE), keys["trusted"])
+    response = client.post(f"/models/{broken.name}/activate", headers=ADMIN)
+    assert response.status_code == 409
+    assert "unloadable" in response.get_json()["detail"]
+    assert bundle.read_active(store, NAME) == active.name

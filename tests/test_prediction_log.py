@@ -1,15 +1,12 @@
-"""The prediction log on PostgreSQL: rows, durability through the spool, reading it back."""
+"""The prediction log on PostgreSQL: what a row holds, reading it back, the schema and its migrations."""
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
-import threading
 
 import pytest
 import sqlalchemy as sa
-
-from flask_app.log import PredictionLogWriter
 
 from .conftest import ADMIN, BOSTON_ROW, create_database, drop_database, head_revision, migrate_to, migrate_to_head
 
@@ -72,92 +69,6 @@ def test_nul_characters_do_not_lose_the_row(client, log_rows):
     (row,) = log_rows()
     assert row["status"] == 400
     assert "bad\ufffdkey" in row["request_body"]["instances"][0]
-
-
-def test_reused_client_request_id_gets_its_own_row(client, log_rows):
-    first = predict(client, headers={"X-Request-ID": "same-id"})
-    second = predict(client, headers={"X-Request-ID": "same-id"})
-    assert first.status_code == second.status_code == 200
-    assert first.get_json()["request_id"] == "same-id"
-    # The partitioned log's key is (request_id, received_at): a later request under a reused id is a
-    # row of its own, whatever id it is stored under.
-    stored = second.get_json()["request_id"]
-    assert stored == second.headers["X-Request-ID"] and stored.startswith("same-id")
-    rows = log_rows()
-    assert [row["request_id"] for row in rows] == ["same-id", stored]
-    assert rows[0]["received_at"] < rows[1]["received_at"]
-
-
-def test_requests_while_the_database_is_down_reach_it_exactly_once(app, client, log_rows):
-    writer = app.extensions["prediction_log"]
-    real_engine = writer.engine
-    dead_engine = sa.create_engine(DEAD_DATABASE, connect_args={"connect_timeout": 1})
-    writer.engine = dead_engine
-    try:
-        sent = []
-        for index in range(40):
-            body = {"instances": [BOSTON_ROW]} if index % 4 else {"instances": [dict(BOSTON_ROW, CHAS=9)]}
-            response = predict(client, body)
-            assert response.status_code in (200, 400)
-            sent.append(response.headers["X-Request-ID"])
-        assert log_rows() == []
-        assert writer.spool_size() == 40
-        assert client.get("/ready").get_json()["log"]["spool_rows"] == 40
-    finally:
-        writer.engine = real_engine
-        dead_engine.dispose()
-    assert writer.replay() == 40
-    assert writer.replay() == 0  # nothing left, nothing doubled
-    assert writer.spool_size() == 0
-    rows = log_rows()
-    assert sorted(row["request_id"] for row in rows) == sorted(sent)
-    assert sum(row["status"] == 400 for row in rows) == 10
-    assert predict(client).status_code == 200  # the database takes rows directly again
-    assert len(log_rows()) == 41
-
-
-def test_two_workers_replaying_the_same_spool_insert_each_row_once(app, client, log_rows, tmp_path):
-    """Two writers (as two gunicorn workers) share a spool directory and replay at the same time."""
-    writer = app.extensions["prediction_log"]
-    dead_engine = sa.create_engine(DEAD_DATABASE, connect_args={"connect_timeout": 1})
-    writers = [PredictionLogWriter(dead_engine, writer.spool_dir) for _ in range(2)]
-    base = dt.datetime.now(dt.UTC)
-    ids = []
-    for index in range(300):
-        row = {"request_id": f"r{index:04d}", "received_at": base + dt.timedelta(microseconds=index),
-               "endpoint": "/predict", "status": 200, "latency_ms": 1.0, "request_truncated": False}
-        ids.append(row["request_id"])
-        assert writers[index % 2].write(row)[1] is True  # spooled
-    for each in writers:
-        each.engine = writer.engine
-    # Replay one file early so the second pass meets rows already in the table.
-    writers[0].replay()
-    threads = [threading.Thread(target=each.replay) for each in writers for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    while writers[0].spool_size():
-        writers[0].replay()
-    assert sorted(row["request_id"] for row in log_rows()) == ids
-    dead_engine.dispose()
-
-
-def test_spool_failure_withholds_the_answer(app, client, log_rows, tmp_path):
-    writer = app.extensions["prediction_log"]
-    dead_engine = sa.create_engine(DEAD_DATABASE, connect_args={"connect_timeout": 1})
-    writer.engine, real = dead_engine, writer.engine
-    (tmp_path / "blocked").write_text("not a directory")
-    writer.spool_dir = tmp_path / "blocked" / "spool"
-    writer._spool_fd = None
-    try:
-        response = predict(client)
-    finally:
-        writer.engine = real
-        dead_engine.dispose()
-    assert response.status_code == 503
-    assert response.get_json()["title"] == "Prediction log unavailable"
-    assert "predictions" not in response.get_json()
 
 
 def seed_rows(client, n_ok: int, n_bad: int) -> list[str]:
@@ -224,14 +135,12 @@ def test_log_reading_needs_the_admin_token(client, headers, status):
     assert response.content_type == "application/problem+json"
 
 
-def test_admin_endpoints_fail_closed_without_a_token(settings):
-    from flask_app import create_app
-
-    app = create_app(dict(settings, ADMIN_TOKEN=""))
+def test_admin_endpoints_fail_closed_without_a_token(settings, make_app):
+    app = make_app(dict(settings, ADMIN_TOKEN=""))
     client = app.test_client()
     assert client.get("/predictions").status_code == 403
     assert client.get("/predictions", headers=ADMIN).status_code == 403
-    dev = create_app(dict(settings, ADMIN_TOKEN="", DEV_MODE="true")).test_client()
+    dev = make_app(dict(settings, ADMIN_TOKEN="", DEV_MODE="true")).test_client()
     assert dev.get("/predictions").status_code == 200
 
 
@@ -262,13 +171,11 @@ def test_migrations_build_the_schema_from_an_empty_database(pg_server):
         drop_database(url)
 
 
-def test_the_same_code_runs_on_embedded_sqlite(tmp_path, store):
-    from flask_app import create_app
-
+def test_the_same_code_runs_on_embedded_sqlite(tmp_path, store, make_app):
     url = f"sqlite:///{tmp_path / 'log.db'}"
     migrate_to_head(url)
-    app = create_app({"DATABASE_URL": url, "MODEL_DIR": str(store), "LOG_SPOOL_DIR": str(tmp_path / "spool"),
-                      "SPOOL_REPLAY_SECONDS": 0, "ADMIN_TOKEN": "t"})
+    app = make_app({"DATABASE_URL": url, "MODEL_DIR": str(store), "LOG_JOURNAL_DIR": str(tmp_path / "journal"),
+                      "LOG_SHIP_INTERVAL": 0, "ADMIN_TOKEN": "t"})
     client = app.test_client()
     ok = predict(client)
     bad = predict(client, {"instances": [dict(BOSTON_ROW, ZN="x")]})
@@ -276,10 +183,6 @@ def test_the_same_code_runs_on_embedded_sqlite(tmp_path, store):
     listing = client.get("/predictions", headers={"Authorization": "Bearer t"}).get_json()
     assert [item["status"] for item in listing["items"]] == [400, 200]
     assert listing["items"][1]["response_body"] == ok.get_json()
-    from flask_app.extensions import db
-
-    with app.app_context():
-        db.engine.dispose()
 
 
 def test_downgrading_to_jsonb_keeps_a_body_jsonb_cannot_hold(pg_server):

@@ -1,4 +1,4 @@
-"""Reading the log back: pages with filters, one row by id, recent accepted requests."""
+"""Reading the log back: pages with filters, one row by id, recent accepted requests, traffic over time."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from ..extensions import db
@@ -22,6 +23,7 @@ COUNT_CAP = 10_000
 def serialize(row: PredictionLog) -> dict[str, Any]:
     return {
         "request_id": row.request_id,
+        "client_request_id": row.client_request_id,
         "received_at": as_utc(row.received_at).isoformat(),
         "endpoint": row.endpoint,
         "status": row.status,
@@ -54,13 +56,14 @@ def query(
     status: int | None = None,
     model_name: str | None = None,
     model_version: str | None = None,
+    client_request_id: str | None = None,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> Page:
     """Rows newest first, how many match the filters (up to COUNT_CAP) and where the next page starts."""
-    if any(value is not None and "\x00" in value for value in (model_name, model_version)):
+    if any(value is not None and "\x00" in value for value in (model_name, model_version, client_request_id)):
         return Page([], 0, True, None)  # no stored text holds U+0000 (PostgreSQL text cannot)
     conditions = []
     if status is not None:
@@ -69,6 +72,8 @@ def query(
         conditions.append(PredictionLog.model_name == model_name)
     if model_version is not None:
         conditions.append(PredictionLog.model_version == model_version)
+    if client_request_id is not None:
+        conditions.append(PredictionLog.client_request_id == client_request_id)
     if since is not None:
         conditions.append(PredictionLog.received_at >= since)
     if until is not None:
@@ -141,3 +146,118 @@ def recent_request_bodies(model_name: str, model_version: str, n_rows: int, max_
             if read > max_bytes:
                 return
             yield text
+
+
+# --- traffic: aggregates over a time range ---------------------------------------------------------
+
+
+def traffic(since: dt.datetime, until: dt.datetime, bucket_seconds: int,
+            model_name: str | None = None) -> list[dict[str, Any]]:
+    """Per time bucket in [since, until): requests, accepted, rejected, latency p50/p99, rows, OOD-flagged rows.
+
+    Reads only rows whose ``received_at`` lies in the range (the table's time
+    index, and its partitions when it is partitioned by time). PostgreSQL
+    aggregates in SQL; other databases hand the narrow columns to
+    ``aggregate_traffic``. Buckets without requests are left out.
+    """
+    where = _traffic_filter(since, until, model_name)
+    if db.engine.dialect.name != "postgresql":
+        return aggregate_traffic(_traffic_rows(where), since, bucket_seconds)
+    start = since.timestamp()
+    bucket = sa.func.floor((sa.extract("epoch", PredictionLog.received_at) - start) / bucket_seconds)
+    accepted = PredictionLog.status < 400
+    rows = db.session.execute(
+        sa.select(
+            bucket.label("bucket"),
+            sa.func.count().label("n_requests"),
+            sa.func.count().filter(accepted).label("n_accepted"),
+            sa.func.percentile_cont(0.5).within_group(PredictionLog.latency_ms).label("p50_ms"),
+            sa.func.percentile_cont(0.99).within_group(PredictionLog.latency_ms).label("p99_ms"),
+            sa.func.coalesce(sa.func.sum(PredictionLog.n_rows).filter(accepted), 0).label("n_rows"),
+            sa.func.coalesce(sa.func.sum(PredictionLog.n_ood_flagged).filter(accepted), 0).label("n_ood_flagged"),
+        ).where(*where).group_by(bucket).order_by(bucket)
+    ).all()
+    return [_bucket(since, bucket_seconds, int(row.bucket), row.n_requests, row.n_accepted, row.p50_ms,
+                    row.p99_ms, row.n_rows, row.n_ood_flagged) for row in rows]
+
+
+def traffic_totals(since: dt.datetime, until: dt.datetime, model_name: str | None = None) -> dict[str, Any]:
+    """The same figures over the whole range, with the number of answers per status code."""
+    where = _traffic_filter(since, until, model_name)
+    by_status = dict(db.session.execute(
+        sa.select(PredictionLog.status, sa.func.count()).where(*where).group_by(PredictionLog.status)
+    ).all())
+    if db.engine.dialect.name != "postgresql":
+        (totals,) = aggregate_traffic(_traffic_rows(where), since, None) or [_bucket(since, None, 0, 0, 0)]
+    else:
+        accepted = PredictionLog.status < 400
+        row = db.session.execute(
+            sa.select(
+                sa.func.percentile_cont(0.5).within_group(PredictionLog.latency_ms).label("p50_ms"),
+                sa.func.percentile_cont(0.99).within_group(PredictionLog.latency_ms).label("p99_ms"),
+                sa.func.coalesce(sa.func.sum(PredictionLog.n_rows).filter(accepted), 0).label("n_rows"),
+                sa.func.coalesce(sa.func.sum(PredictionLog.n_ood_flagged).filter(accepted), 0).label("n_ood"),
+            ).where(*where)
+        ).one()
+        n_requests = sum(by_status.values())
+        n_accepted = sum(count for status, count in by_status.items() if status < 400)
+        totals = _bucket(since, None, 0, n_requests, n_accepted, row.p50_ms, row.p99_ms, row.n_rows, row.n_ood)
+    totals["by_status"] = {int(status): int(count) for status, count in sorted(by_status.items())}
+    return totals
+
+
+def aggregate_traffic(rows: list[tuple[dt.datetime, int, float, int | None, int | None]],
+                      since: dt.datetime, bucket_seconds: int | None) -> list[dict[str, Any]]:
+    """``traffic`` computed in Python from (received_at, status, latency_ms, n_rows, n_ood_flagged) rows.
+
+    ``bucket_seconds=None``: one bucket for everything. Percentiles interpolate
+    linearly, as PostgreSQL's ``percentile_cont`` does.
+    """
+    groups: dict[int, list[tuple]] = {}
+    start = since.timestamp()
+    for row in rows:
+        key = 0 if bucket_seconds is None else int((as_utc(row[0]).timestamp() - start) // bucket_seconds)
+        groups.setdefault(key, []).append(row)
+    buckets = []
+    for key in sorted(groups):
+        group = groups[key]
+        latencies = np.array([row[2] for row in group], dtype=float)
+        ok = [row for row in group if row[1] < 400]
+        buckets.append(_bucket(
+            since, bucket_seconds, key, len(group), len(ok),
+            float(np.percentile(latencies, 50)), float(np.percentile(latencies, 99)),
+            sum(row[3] or 0 for row in ok), sum(row[4] or 0 for row in ok),
+        ))
+    return buckets
+
+
+def _traffic_filter(since: dt.datetime, until: dt.datetime, model_name: str | None) -> list[Any]:
+    where = [PredictionLog.received_at >= since, PredictionLog.received_at < until]
+    if model_name is not None:
+        where.append(PredictionLog.model_name == model_name)
+    return where
+
+
+def _traffic_rows(where: list[Any]) -> list[tuple]:
+    return [tuple(row) for row in db.session.execute(
+        sa.select(PredictionLog.received_at, PredictionLog.status, PredictionLog.latency_ms,
+                  PredictionLog.n_rows, PredictionLog.n_ood_flagged).where(*where)
+    ).all()]
+
+
+def _bucket(since: dt.datetime, bucket_seconds: int | None, index: int, n_requests: int, n_accepted: int,
+            p50_ms: float | None = None, p99_ms: float | None = None, n_rows: int = 0,
+            n_ood_flagged: int = 0) -> dict[str, Any]:
+    start = since + dt.timedelta(seconds=index * bucket_seconds) if bucket_seconds else since
+    n_rows, n_ood_flagged = int(n_rows or 0), int(n_ood_flagged or 0)
+    return {
+        "start": start,
+        "n_requests": int(n_requests),
+        "n_accepted": int(n_accepted),
+        "n_rejected": int(n_requests) - int(n_accepted),
+        "p50_ms": None if p50_ms is None else float(p50_ms),
+        "p99_ms": None if p99_ms is None else float(p99_ms),
+        "n_rows": n_rows,
+        "n_ood_flagged": n_ood_flagged,
+        "ood_share": n_ood_flagged / n_rows if n_rows else None,
+    }

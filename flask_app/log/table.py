@@ -66,3 +66,13 @@ JSON_COLUMNS = frozenset(column.name for column in PredictionLog.__table__.colum
 TEXT_COLUMNS = ("request_id", "client_request_id", "endpoint", "error", "request_raw", "client_addr")
 
 
+# How a journal record's text becomes a column's value where the database does not parse it (SQLite).
+COLUMN_KINDS = {
+    column.name: "json" if isinstance(column.type, sa.JSON)
+    else "bool" if isinstance(column.type, sa.Boolean)
+    else "int" if isinstance(column.type, sa.Integer)
+    else "float" if isinstance(column.type, sa.Float)
+    else "time" if isinstance(column.type, sa.DateTime)
+    else "text"
+    for column in PredictionLog.__table__.columns
+}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask_restful import Api
 
+from ..errors import register_error_shape
 from .health import Health, Ready
 from .models import Activate, ActiveModel, ModelList, NamedModel, NamedModelActivate
 from .monitoring import Drift, Metrics
 from .openapi import OpenApi, reject_unknown_query_parameters
 from .predict import ModelPredict, Predict
 from .predictions import PredictionItem, PredictionList
+from .v2 import Infer, ModelMetadata, ModelReady, ServerLive, ServerMetadata, ServerReady, error_body
 
 
 class ProblemApi(Api):
@@ -36,3 +38,17 @@ def register_resources(app) -> None:
     api.add_resource(Drift, "/monitoring/drift")
     api.add_resource(Metrics, "/metrics")
     api.add_resource(OpenApi, "/openapi.json")
+    register_v2(app, api)
+
+
+def register_v2(app, api: Api) -> None:
+    """The Open Inference Protocol (V2) beside the API above, with the protocol's error shape."""
+    register_error_shape(app, "/v2", error_body)
+    api.add_resource(ServerMetadata, "/v2")
+    api.add_resource(ServerLive, "/v2/health/live")
+    api.add_resource(ServerReady, "/v2/health/ready")
+    model = "/v2/models/<string:name>"
+    version = model + "/versions/<string:version>"
+    api.add_resource(ModelMetadata, model, version)
+    api.add_resource(ModelReady, model + "/ready", version + "/ready")
+    api.add_resource(Infer, model + "/infer", version + "/infer")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from flask import Response, current_app, g, request
 
 from ..errors import InvalidInput, UnsupportedMediaType
@@ -19,12 +19,26 @@ def settings():
     return current_app.config["SETTINGS"]
 
 
-def read_json_body() -> Any:
-    """The request's JSON value; 415 for another media type or an encoding, 413 when too large."""
+# A read of the log waits at most this long for the journal to be shipped first.
+FLUSH_SECONDS = 2.0
+
+
+def flush_log() -> None:
+    """Ship what the journal holds before reading the log, so no answered request is missing from it."""
+    current_app.extensions["prediction_log"].flush(FLUSH_SECONDS)
+
+
+def read_json_body(untyped_is_json: bool = False) -> Any:
+    """The request's JSON value; 415 for another media type or an encoding, 413 when too large.
+
+    ``untyped_is_json``: a body without Content-Type counts as JSON (V2 clients send none).
+    """
     encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
     if encoding != "identity":
         raise UnsupportedMediaType(f"Content-Encoding {encoding[:40]!r} is not supported; send the body uncompressed.")
     mimetype = request.mimetype
+    if untyped_is_json and not mimetype:
+        mimetype = "application/json"
     if mimetype != "application/json" and not (mimetype.startswith("application/") and mimetype.endswith("+json")):
         raise UnsupportedMediaType(
             f"Send 'Content-Type: application/json', not {mimetype[:100] or 'no content type'!r}."
@@ -39,8 +53,8 @@ def read_json_body() -> Any:
 
 def json_response(body: dict[str, Any], status: int = 200) -> Response:
     g.response_body = body
-    g.response_text = json.dumps(body, separators=(",", ":"))
-    return Response(g.response_text, status=status, mimetype="application/json")
+    g.response_data = orjson.dumps(body)
+    return Response(g.response_data, status=status, mimetype="application/json")
 
 
 def int_arg(name: str, default: int, low: int, high: int) -> int:

@@ -11,7 +11,7 @@ from .. import log as prediction_log
 from .. import shadow
 from ..auth import require_admin
 from ..errors import InvalidInput, ModelUnavailable
-from .common import bool_arg, int_arg, json_response, registry, settings
+from .common import bool_arg, flush_log, int_arg, json_response, registry, settings
 
 # Predictions that differ by more than this count as changed in a dry run (regression).
 DEFAULT_TOLERANCE = 0.5
@@ -32,6 +32,8 @@ def model_document(name: str | None = None) -> dict:
         "metrics": info.get("metrics"),
         "target": info.get("target"),
         "classes": info.get("classes"),
+        "decision_threshold": served.decision_threshold,
+        "calibration": info.get("calibration"),
         "features": info.get("features"),
         "files": info.get("files"),
         "data": info.get("data"),
@@ -87,6 +89,7 @@ def dry_run(name: str, version: str):
                            [{"location": "query/tolerance", "message": "not a number between 0 and 1e12"}])
     candidate = registry().candidate(name, version)
     active = registry().get(name)
+    flush_log()
     logged = prediction_log.recent_accepted(name, active.version, n)
     report = shadow.compare(active, candidate, logged, tolerance)
     return json_response({"dry_run": True, "activated": None, "model": name, "shadow": report})

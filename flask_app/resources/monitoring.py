@@ -8,8 +8,8 @@ from flask_restful import Resource
 from .. import log as prediction_log
 from .. import metrics
 from ..auth import require_admin
-from ..drift import ks_report, window_matrix
-from .common import int_arg, json_response, registry, settings
+from ..drift import window_matrix
+from .common import flush_log, int_arg, json_response, registry, settings
 
 
 class Drift(Resource):
@@ -22,6 +22,7 @@ class Drift(Resource):
         window = int_arg("window", 500, 2, 100_000)
         served = registry().get(request.args.get("model"))
         config = settings()
+        flush_log()
         bodies = prediction_log.recent_request_bodies(served.name, served.version, window,
                                                        config.DRIFT_WINDOW_MAX_BYTES)
         X = window_matrix(bodies, served.validator, window)
@@ -30,13 +31,13 @@ class Drift(Resource):
             body["note"] = f"fewer than DRIFT_MIN_ROWS={config.DRIFT_MIN_ROWS} logged rows; no test run"
             body["report"] = None
         else:
-            body["report"] = ks_report(served.reference, X, served.feature_names, config.DRIFT_ALPHA)
+            body["report"] = served.drift_report(X, config.DRIFT_ALPHA)
         return json_response(body)
 
 
 class Metrics(Resource):
     def get(self):
         """Prometheus text exposition."""
-        metrics.SPOOL_ROWS.set(current_app.extensions["prediction_log"].spool_size())
+        metrics.record_log_status(current_app.extensions["prediction_log"].status())
         data, content_type = metrics.render()
         return Response(data, mimetype=content_type.split(";")[0], content_type=content_type)

@@ -6,24 +6,33 @@ answer leaves the process.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from flask import g
 from flask_restful import Resource
 
 from .. import metrics
-from ..drift import ks_report
 from ..errors import DriftRejected
-from ..registry import ServedModel
+from ..registry import Prediction, ServedModel
 from ..validation import Batch
 from .common import json_response, read_json_body, registry, settings
+
+
+@dataclass
+class Outcome:
+    """What the predict path made of a request: the validated batch, the prediction, the drift report."""
+
+    batch: Batch
+    prediction: Prediction
+    drift: dict | None
 
 
 def predict_with(served: ServedModel):
     """The whole predict path for one model; the resources differ only in which model."""
     g.served = served
-    batch = served.validator.validate(read_json_body())
-    g.n_rows = batch.n_rows
-    drift = batch_drift(served, batch)
-    prediction = served.predict(batch.X)
+    outcome = run_prediction(served, read_json_body())
+    batch, prediction, drift = outcome.batch, outcome.prediction, outcome.drift
     answer = {
         "request_id": g.request_id,
         "model": served.identity,
@@ -35,11 +44,21 @@ def predict_with(served: ServedModel):
         answer["probabilities"] = prediction.probabilities
     if drift is not None:
         answer["drift"] = drift
+    return json_response(answer)
+
+
+def run_prediction(served: ServedModel, payload: Any) -> Outcome:
+    """Validate, test for drift, predict and count: the one predict path both protocols take."""
+    batch = served.validator.validate(payload)
+    g.n_rows = batch.n_rows
+    drift = batch_drift(served, batch)
+    prediction = served.predict(batch.X)
     metrics.PREDICTIONS.labels(served.name, served.version).inc(batch.n_rows)
     n_flagged = sum(1 for item in prediction.ood if item["flagged"])
+    g.n_ood_flagged = n_flagged if prediction.ood else None
     if n_flagged:
         metrics.OOD_FLAGGED.labels(served.name, served.version).inc(n_flagged)
-    return json_response(answer)
+    return Outcome(batch, prediction, drift)
 
 
 def batch_drift(served: ServedModel, batch: Batch) -> dict | None:
@@ -47,7 +66,7 @@ def batch_drift(served: ServedModel, batch: Batch) -> dict | None:
     config = settings()
     if batch.n_rows < config.DRIFT_MIN_ROWS or served.reference is None:
         return None
-    report = ks_report(served.reference, batch.X, served.feature_names, config.DRIFT_ALPHA)
+    report = served.drift_report(batch.X, config.DRIFT_ALPHA)
     if report["drifted"] and config.DRIFT_POLICY == "reject":
         raise DriftRejected(
             f"The batch differs from the training data in {', '.join(report['drifted'])} (KS test).",

@@ -11,7 +11,7 @@ from flask_restful import Resource
 from .. import log as prediction_log
 from ..auth import require_admin
 from ..errors import InvalidInput, NotFound
-from .common import int_arg, json_response
+from .common import flush_log, int_arg, json_response
 
 MAX_PAGE = 500
 
@@ -32,12 +32,13 @@ def time_arg(name: str) -> dt.datetime | None:
 
 class PredictionList(Resource):
     def get(self):
-        """Log rows, newest first; filters status, model, model_version, since, until; limit/offset.
+        """Log rows, newest first; filters status, model, model_version, client_request_id, since, until.
 
         ``total`` counts the matching rows up to 10,000 (``total_exact`` says whether it stopped
         there); ``next_offset`` is exact either way.
         """
         require_admin()
+        flush_log()
         limit = int_arg("limit", 50, 1, MAX_PAGE)
         offset = int_arg("offset", 0, 0, 10**9)
         status = int_arg("status", 0, 100, 599) if "status" in request.args else None
@@ -45,6 +46,7 @@ class PredictionList(Resource):
             status=status,
             model_name=request.args.get("model"),
             model_version=request.args.get("model_version"),
+            client_request_id=request.args.get("client_request_id"),
             since=time_arg("since"),
             until=time_arg("until"),
             limit=limit,
@@ -65,6 +67,11 @@ class PredictionItem(Resource):
         """One log row by request id."""
         require_admin()
         row = prediction_log.find(request_id)
+        if row is None:
+            # Answered a moment ago? After this flush every row answered before it is in the table, whoever
+            # shipped it: this one, or the shipper thread that got there first.
+            flush_log()
+            row = prediction_log.find(request_id)
         if row is None:
             raise NotFound(f"No logged request {request_id[:128]!r}.")
         return json_response(prediction_log.serialize(row))
