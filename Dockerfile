@@ -55,7 +55,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PIP_NO_CACHE_DIR=1 \
     GUNICORN_BIND=0.0.0.0:8000 \
     MODEL_DIR=/models \
-    LOG_SPOOL_DIR=/var/lib/app/journal \
+    LOG_JOURNAL_DIR=/var/lib/app/journal \
     PROMETHEUS_MULTIPROC_DIR=/var/lib/app/prometheus \
     XDG_RUNTIME_DIR=/tmp
 # (gunicorn puts its control socket in XDG_RUNTIME_DIR: /tmp stays writable when the root

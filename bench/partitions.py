@@ -224,7 +224,7 @@ def run(args: argparse.Namespace, url: str, work: Path) -> int:
     from flask_app import create_app
 
     environment = dict(os.environ, DATABASE_URL=url, MODEL_DIR=str(work / "models"),
-                       LOG_SPOOL_DIR=str(work / "spool"), SPOOL_REPLAY_SECONDS="0")
+                       LOG_JOURNAL_DIR=str(work / "journal"), LOG_SHIP_INTERVAL="0")
     subprocess.run([sys.executable, "-m", "flask", "--app", "flask_app.wsgi", "db", "upgrade"], cwd=ROOT,
                    env=environment, check=True, capture_output=True)
     version = train(work / "models")
@@ -241,8 +241,9 @@ def run(args: argparse.Namespace, url: str, work: Path) -> int:
     fill(url, args.rows, args.months, version, now)
 
 
-    app = create_app({"DATABASE_URL": url, "MODEL_DIR": str(work / "models"), "LOG_SPOOL_DIR": str(work / "spool"),
-                      "SPOOL_REPLAY_SECONDS": 0, "ADMIN_TOKEN": ADMIN_TOKEN, "LOG_LEVEL": "WARNING"})
+    app = create_app({"DATABASE_URL": url, "MODEL_DIR": str(work / "models"),
+                      "LOG_JOURNAL_DIR": str(work / "journal"), "LOG_SHIP_INTERVAL": 0, "ADMIN_TOKEN": ADMIN_TOKEN,
+                      "LOG_LEVEL": "WARNING"})
     client = app.test_client()
     headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     older = "20250401T000000Z"
@@ -292,6 +293,7 @@ def run(args: argparse.Namespace, url: str, work: Path) -> int:
         p50, p99, top = percentiles(samples)
         print(f"  {'':<13} its query alone: p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max {top:7.1f} ms "
               f"({n_bodies} request bodies)")
+    app.extensions["prediction_log"].stop()
     with app.app_context():
         from flask_app.extensions import db
 

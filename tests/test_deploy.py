@@ -27,8 +27,6 @@ ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = ROOT / "deploy" / "kubernetes"
 # The oldest Kubernetes release the manifests are meant for, and the newest the schemas know.
 KUBERNETES_VERSIONS = ("1.29.0", kubernetes_validate.latest_version() + ".0")
-# Read by the service's logging setup (one JSON object per line in compose and the manifests).
-LOGGING_NAMES = {"LOG_FORMAT"}
 
 
 def documents(path: Path) -> list[dict[str, Any]]:
@@ -107,7 +105,7 @@ def names_read_by_the_service() -> set[str]:
     names |= set(re.findall(r'os\.environ\.get\("([A-Z][A-Z0-9_]+)"', (ROOT / "gunicorn.conf.py").read_text()))
     names |= set(re.findall(r'environ\.get\("([A-Z][A-Z0-9_]+)"', (ROOT / "ml_models" / "learn.py").read_text()))
     names |= set(dockerfile_stages()["runtime"].env)
-    return names | LOGGING_NAMES
+    return names
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +115,9 @@ def routes(tmp_path_factory) -> list[str]:
 
     root = tmp_path_factory.mktemp("routes")
     app = create_app({"DATABASE_URL": f"sqlite:///{root / 'log.db'}", "MODEL_DIR": str(root / "models"),
-                      "LOG_SPOOL_DIR": str(root / "spool"), "SPOOL_REPLAY_SECONDS": 0})
+                      "LOG_JOURNAL_DIR": str(root / "journal"), "LOG_SHIP_INTERVAL": 0})
     rules = sorted(rule.rule for rule in app.url_map.iter_rules() if rule.endpoint != "static")
+    app.extensions["prediction_log"].stop()
     with app.app_context():
         from flask_app.extensions import db
 
@@ -231,7 +230,7 @@ def test_every_directory_the_service_writes_is_a_volume():
             if where.startswith("Job/sklearn-prediction-train"):  # learn.py alone
                 written = {"/tmp", environ["MODEL_DIR"]}
             else:  # the app (the journal, the metrics files); the Deployment also activates models
-                written = {"/tmp", environ["LOG_SPOOL_DIR"], environ["PROMETHEUS_MULTIPROC_DIR"]}
+                written = {"/tmp", environ["LOG_JOURNAL_DIR"], environ["PROMETHEUS_MULTIPROC_DIR"]}
                 if where.startswith("Deployment"):
                     written.add(environ["MODEL_DIR"])
             assert written <= mounts, f"{where}: {sorted(written - mounts)} not writable"
@@ -347,7 +346,7 @@ def test_compose_publishes_only_nginx_and_gives_it_the_apps_body_limit():
     assert "client_max_body_size ${MAX_CONTENT_LENGTH};" in template
     assert set(re.findall(r"\$\{([A-Z_]+)\}", template)) == set(nginx)
     # One journal volume shared by the replicas, at the directory the image logs to.
-    journal = dockerfile_stages()["runtime"].env["LOG_SPOOL_DIR"]
+    journal = dockerfile_stages()["runtime"].env["LOG_JOURNAL_DIR"]
     assert f"journal:{journal}" in services["app"]["volumes"]
 
 
@@ -360,7 +359,8 @@ def test_the_service_never_imports_matplotlib():
         "for module in pkgutil.walk_packages(flask_app.__path__, 'flask_app.'):\n"
         "    if '.migrations' not in module.name and module.name != 'flask_app.wsgi':\n"
         "        importlib.import_module(module.name)\n"
-        "import ml_models.bundle\n"
+        "import ml_models.bundle, ml_models.estimators\n"  # what unpickling a bundle needs
+
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

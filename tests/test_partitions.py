@@ -199,8 +199,9 @@ def test_the_command_on_postgresql(database, engine, tmp_path):
 
     def run(**settings):
         app = create_app({"DATABASE_URL": database, "MODEL_DIR": str(tmp_path / "none"),
-                          "LOG_SPOOL_DIR": str(tmp_path / "spool"), "SPOOL_REPLAY_SECONDS": 0, **settings})
+                          "LOG_JOURNAL_DIR": str(tmp_path / "journal"), "LOG_SHIP_INTERVAL": 0, **settings})
         result = app.test_cli_runner().invoke(args=["log-partitions"])
+        app.extensions["prediction_log"].stop()
         with app.app_context():
             from flask_app.extensions import db
 
@@ -228,8 +229,9 @@ def test_the_command_on_sqlite_says_there_is_nothing_to_do(tmp_path):
     url = f"sqlite:///{tmp_path / 'log.db'}"
     migrate_to(url, "head")
     app = create_app({"DATABASE_URL": url, "MODEL_DIR": str(tmp_path / "none"),
-                      "LOG_SPOOL_DIR": str(tmp_path / "spool"), "SPOOL_REPLAY_SECONDS": 0, "LOG_RETENTION_DAYS": 1})
+                      "LOG_JOURNAL_DIR": str(tmp_path / "journal"), "LOG_SHIP_INTERVAL": 0, "LOG_RETENTION_DAYS": 1})
     result = app.test_cli_runner().invoke(args=["log-partitions"])
+    app.extensions["prediction_log"].stop()
     assert result.exit_code == 0
     assert "the prediction log is on sqlite, which has no partitions: nothing to do" in result.output
     engine = sa.create_engine(url)
@@ -270,8 +272,8 @@ def test_downgrade_gives_back_the_plain_table_with_every_row(database, engine):
 
 def test_replicas_upgrading_at_once_apply_each_migration_once(database, engine, tmp_path):
     """`flask db upgrade` from two processes at the same moment: one migrates, the other waits and finds it done."""
-    env = dict(os.environ, DATABASE_URL=database, MODEL_DIR=str(ROOT / "nonexistent"), SPOOL_REPLAY_SECONDS="0",
-               LOG_SPOOL_DIR=str(tmp_path / "spool"))
+    env = dict(os.environ, DATABASE_URL=database, MODEL_DIR=str(ROOT / "nonexistent"), LOG_SHIP_INTERVAL="0",
+               LOG_JOURNAL_DIR=str(tmp_path / "journal"))
     flask = [sys.executable, "-m", "flask", "--app", "flask_app.wsgi", "db", "upgrade"]
     runs = [subprocess.Popen(flask, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for _ in range(2)]
