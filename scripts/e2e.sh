@@ -69,6 +69,17 @@ in_replica() {
   docker exec "$1" python -c "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(
     'http://127.0.0.1:8000' + sys.argv[1], timeout=5).read().decode())" "$2"
 }
+# psql_until <expected> <sql>: the query's answer once it equals <expected> (rows reach PostgreSQL
+# from the journal within about LOG_SHIP_INTERVAL), or its last answer after 15 s.
+psql_until() {
+  local want=$1 sql=$2 got
+  for _ in $(seq 30); do
+    got=$(psql_at -c "$sql")
+    [[ "$got" == "$want" ]] && break
+    sleep 0.5
+  done
+  printf '%s' "$got"
+}
 nginx_access_lines() { docker logs "$(compose ps -q nginx)" 2> /dev/null | grep '^{' || true; }
 
 cleanup() {
@@ -162,15 +173,16 @@ printf '  GET /predictions/%s (admin) -> %s\n' "$FIRST_ID" "$code"
 [[ "$code" == 200 ]] || fail "the admin API did not find the logged request"
 
 step "the prediction log, read back with psql"
+counts=$(psql_until "$SENT|3|1|5|2|$SENT" "select count(*), count(*) filter (where status = 200),
+       count(*) filter (where status = 400), coalesce(sum(n_rows) filter (where status = 200), 0),
+       count(distinct model_name),
+       count(*) filter (where tableoid = to_regclass('prediction_log_p' || to_char(now() at time zone 'UTC', 'YYYYMM')))
+       from prediction_log where $(of_prefix "$RUN_ID-")")
+printf '  rows|accepted|rejected|rows predicted|models|in this month'"'"'s partition = %s\n' "$counts"
 compose exec -T db psql -U "$PG_USER" -d "$PG_DB" -c \
   "select request_id, client_request_id, status, model_name, n_rows, round(latency_ms::numeric, 2) as latency_ms,
           client_addr, tableoid::regclass as partition
    from prediction_log where $(of_prefix "$RUN_ID-") order by id"
-counts=$(psql_at -c "select count(*), count(*) filter (where status = 200), count(*) filter (where status = 400),
-       coalesce(sum(n_rows) filter (where status = 200), 0), count(distinct model_name),
-       count(*) filter (where tableoid = to_regclass('prediction_log_p' || to_char(now() at time zone 'UTC', 'YYYYMM')))
-       from prediction_log where $(of_prefix "$RUN_ID-")")
-printf '  rows|accepted|rejected|rows predicted|models|in this month'"'"'s partition = %s\n' "$counts"
 [[ "$counts" == "$SENT|3|1|5|2|$SENT" ]] || fail "expected $SENT|3|1|5|2|$SENT (one row per request sent), got $counts"
 nginx_ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(compose ps -q nginx)")
 clients=$(psql_at -c "select string_agg(distinct client_addr, ',') from prediction_log where $(of_prefix "$RUN_ID-")")
@@ -199,7 +211,7 @@ for transfer in content-length chunked; do
   python3 -c 'import json, sys; body = json.load(open(sys.argv[1])); sys.exit(0 if body["status"] == 413 else 1)' "$WORK/body" \
     || fail "the 413 body is not a problem document"
 done
-logged=$(psql_at -c "select count(*) from prediction_log where status = 413 and $(of_prefix "big-$RUN_ID-")")
+logged=$(psql_until 2 "select count(*) from prediction_log where status = 413 and $(of_prefix "big-$RUN_ID-")")
 printf '  413 rows in the log: %s\n' "$logged"
 [[ "$logged" == 2 ]] || fail "expected the two refused bodies in the log, found $logged"
 
