@@ -120,8 +120,8 @@ RUN apt-get update \
 COPY requirements.txt requirements-train.txt requirements-dev.txt pyproject.toml ./
 RUN pip --python /opt/venv/bin/python install -r requirements-dev.txt
 COPY tests ./tests
-# The deployment files, for the tests that check them against the code.
-COPY Dockerfile docker-compose.yml ./
+# The deployment files and start_server.sh, for the tests that check them against the code.
+COPY Dockerfile docker-compose.yml start_server.sh ./
 COPY deploy ./deploy
 COPY docker/nginx ./docker/nginx
 # /app is read-only for the service user: no .pytest_cache.
