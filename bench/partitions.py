@@ -259,6 +259,7 @@ def run(args: argparse.Namespace, url: str, work: Path) -> int:
         ("since=<1 hour ago>", f"since={(now - dt.timedelta(hours=1)).strftime(iso)}"),
         ("until=<6 months ago>", f"until={(now - dt.timedelta(days=182)).strftime(iso)}"),
         ("since..until (one day)", f"since={day.strftime(iso)}&until={(day + dt.timedelta(days=1)).strftime(iso)}"),
+        ("client_request_id=client-<n>", f"client_request_id=client-{args.rows - 10}"),
         ("status=400&model=heart-knn", "status=400&model=heart-knn"),
         ("(none), offset=5000", "offset=5000"),
     ]
