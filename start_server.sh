@@ -4,7 +4,7 @@
 #   ./start_server.sh
 #
 # Creates .venv and installs the pinned requirements (again only when
-# requirements.txt changes), applies the database migrations, trains both
+# requirements*.txt change; training's too, since it may train), applies the database migrations, trains both
 # bundled models if the model store is empty, then runs gunicorn on
 # 127.0.0.1:8000. Settings come from the environment or a .env file (see
 # .env.example); without DATABASE_URL the prediction log is an SQLite file
@@ -32,11 +32,11 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   say "creating the virtualenv in $VENV"
   python3 -m venv "$VENV"
 fi
-wanted=$(sha256sum requirements.txt | cut -d' ' -f1)
+wanted=$(cat requirements.txt requirements-train.txt | sha256sum | cut -d' ' -f1)
 if [[ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$wanted" ]]; then
   say "installing the pinned requirements"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet -r requirements.txt
+  "$VENV/bin/python" -m pip install --quiet -r requirements-train.txt
   echo "$wanted" > "$VENV/.requirements.sha256"
 fi
 

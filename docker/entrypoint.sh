@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Entry point of the service image.
 #
-#   serve   wait for the database, apply the migrations, start gunicorn (the default command)
-#   train   train both bundled models into $MODEL_DIR, unless the store already has an active model
-#   test    run the pytest suite (the image's `test` stage has the tests)
-#   *       run the command as given, e.g. `python ml_models/learn.py --activate`
+#   serve           wait for the database, apply the migrations, start gunicorn (the default command);
+#                   with MIGRATE_ON_START=false (compose, Kubernetes: a one-shot or a Job migrates)
+#                   gunicorn starts at once
+#   migrate         wait for the database, apply the migrations, then the log's partition maintenance
+#   log-partitions  the log's partition maintenance alone: months ahead, retention (LOG_RETENTION_DAYS)
+#   train           train both bundled models into $MODEL_DIR, unless the store already has an active
+#                   model (the training image: `--target train`)
+#   test            run the pytest suite (the image's `test` stage has the tests)
+#   *               run the command as given, e.g. `python ml_models/learn.py --activate`
 set -euo pipefail
 cd /app
 
@@ -58,6 +63,12 @@ clean_metrics_dir() {
   find "$dir" -mindepth 1 -delete
 }
 
+apply_migrations() {
+  wait_for_database
+  say "applying database migrations"
+  flask --app flask_app.wsgi db upgrade
+}
+
 case "${1:-serve}" in
   serve)
     shift || true
@@ -66,15 +77,26 @@ case "${1:-serve}" in
     elif [[ "${ADMIN_TOKEN:-}" == change-me* ]]; then
       say "WARNING: ADMIN_TOKEN is still the placeholder from .env.example; set a secret one"
     fi
-    mkdir -p "${LOG_SPOOL_DIR:-/var/lib/app/spool}"
-    wait_for_database
-    say "applying database migrations"
-    flask --app flask_app.wsgi db upgrade
+    if [[ "${MIGRATE_ON_START:-true}" == "true" ]]; then
+      apply_migrations
+    fi
     clean_metrics_dir
     say "starting gunicorn on ${GUNICORN_BIND:-0.0.0.0:8000}"
     exec gunicorn -c gunicorn.conf.py flask_app.wsgi:app "$@"
     ;;
+  migrate)
+    apply_migrations
+    flask --app flask_app.wsgi log-partitions
+    ;;
+  log-partitions)
+    wait_for_database
+    exec flask --app flask_app.wsgi log-partitions
+    ;;
   train)
+    if ! python -c "import matplotlib" 2> /dev/null; then
+      say "training needs the training image (docker build --target train): this is the service image" >&2
+      exit 2
+    fi
     model_dir="${MODEL_DIR:-/models}"
     if compgen -G "$model_dir/*/ACTIVE" > /dev/null; then
       say "the model store $model_dir is not empty ($(cd "$model_dir" && echo */ACTIVE | tr ' ' ',')): nothing to train"

@@ -2,7 +2,8 @@
 
 ``create_app`` reads like a table of contents: settings, logging, extensions,
 the model registry, the prediction log, the request cycle, resources, pages
-for people (API docs, the console), error handlers.
+for people (API docs, the console), error handlers, CLI commands, the proxies
+in front.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics
 from .apidocs import apidocs
+from .commands import register_commands
 from .config import Settings, load_settings
 from .console import register_console
 from .errors import register_error_handlers
@@ -40,6 +43,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_resources(app)
     register_pages(app)
     register_error_handlers(app)
+    register_commands(app)
+    trust_proxies(app, settings)
     return app
 
 
@@ -108,3 +113,9 @@ def register_prediction_log(app: Flask, settings: Settings) -> None:
         )
     recorder.start()
     app.extensions["prediction_log"] = recorder
+
+
+def trust_proxies(app: Flask, settings: Settings) -> None:
+    """Behind nginx or an ingress, the client's address is the one the nearest proxy saw."""
+    if settings.TRUSTED_PROXY_HOPS:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.TRUSTED_PROXY_HOPS, x_proto=0)

@@ -73,6 +73,13 @@ class Settings:
     # Raw (non-JSON) request bodies are stored cut to this many characters.
     LOG_RAW_BODY_LIMIT: int = 65536
     LOG_LEVEL: str = "INFO"
+    # PostgreSQL: days a logged request is kept (0: forever); `flask log-partitions` drops whole months past it.
+    LOG_RETENTION_DAYS: int = 0
+    # PostgreSQL: monthly partitions `flask log-partitions` keeps created ahead of the current month.
+    LOG_PARTITION_MONTHS_AHEAD: int = 3
+    # Proxies in front of the service whose X-Forwarded-For is believed (nginx in docker compose,
+    # the ingress in Kubernetes: 1). 0 when clients connect directly, or they could forge client_addr.
+    TRUSTED_PROXY_HOPS: int = 0
     # How many logged requests a dry-run activation replays by default.
     SHADOW_DEFAULT_N: int = 200
     # How long a console sign-in lasts.
@@ -173,6 +180,12 @@ def check(settings: Settings) -> None:
         raise ConfigError("DRIFT_ALPHA must be between 0 and 1")
     if not 0 < settings.OOD_QUANTILE < 1:
         raise ConfigError("OOD_QUANTILE must be between 0 and 1")
+    if settings.LOG_RETENTION_DAYS < 0:
+        raise ConfigError("LOG_RETENTION_DAYS must be 0 (keep forever) or more")
+    if settings.LOG_PARTITION_MONTHS_AHEAD < 1:
+        raise ConfigError("LOG_PARTITION_MONTHS_AHEAD must be at least 1")
+    if settings.TRUSTED_PROXY_HOPS < 0:
+        raise ConfigError("TRUSTED_PROXY_HOPS must be 0 or more")
     if not 0 < settings.CONSOLE_SESSION_HOURS <= 24 * 30:
         raise ConfigError("CONSOLE_SESSION_HOURS must be more than 0 and at most 720")
     if settings.MODEL_VERIFY_KEY is not None and not settings.MODEL_VERIFY_KEY.is_file():

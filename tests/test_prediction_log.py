@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
 
 import pytest
 import sqlalchemy as sa
@@ -101,6 +102,21 @@ def test_predictions_paginate_newest_first_and_filter(client):
     assert client.get("/predictions/absent", headers=ADMIN).status_code == 404
 
 
+def test_the_count_stops_at_its_cap_and_paging_goes_on(client, monkeypatch):
+    query = sys.modules["flask_app.log.query"]  # the module (the package exports its function `query`)
+    ids = seed_rows(client, 6, 0)[::-1]
+    monkeypatch.setattr(query, "COUNT_CAP", 4)
+    first = client.get("/predictions?limit=3", headers=ADMIN).get_json()
+    assert (first["total"], first["total_exact"], first["next_offset"]) == (4, False, 3)
+    last = client.get("/predictions?limit=3&offset=3", headers=ADMIN).get_json()
+    assert [item["request_id"] for item in first["items"] + last["items"]] == ids
+    assert last["next_offset"] is None
+    exact = client.get("/predictions?status=200&limit=2&offset=2", headers=ADMIN).get_json()
+    assert exact["total"] == 4 and not exact["total_exact"] and exact["next_offset"] == 4
+    monkeypatch.setattr(query, "COUNT_CAP", 6)
+    assert client.get("/predictions", headers=ADMIN).get_json()["total_exact"] is True
+
+
 @pytest.mark.parametrize("query", ["limit=0", "limit=x", "offset=-1", "status=abc", "since=yesterday"])
 def test_bad_log_queries_are_400(client, query):
     response = client.get(f"/predictions?{query}", headers=ADMIN)
@@ -140,9 +156,10 @@ def test_migrations_build_the_schema_from_an_empty_database(pg_server):
         assert columns["received_at"]["type"].timezone
         indexes = {index["name"] for index in inspector.get_indexes("prediction_log")}
         assert {"ix_prediction_log_received_at", "ix_prediction_log_status_received_at",
-                "ix_prediction_log_model_received_at"} <= indexes
+                "ix_prediction_log_model_name_received_at", "ix_prediction_log_model_version_received_at"} <= indexes
         unique = inspector.get_unique_constraints("prediction_log")
-        assert any(constraint["column_names"] == ["request_id"] for constraint in unique)
+        # Partitioned by month (0004): the unique key holds the partition key.
+        assert any(constraint["column_names"] == ["request_id", "received_at"] for constraint in unique)
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == head_revision()
             compression = conn.execute(sa.text(

@@ -26,14 +26,16 @@ def project(tmp_path) -> Path:
     root = tmp_path / "project"
     root.mkdir()
     shutil.copy(ROOT / "start_server.sh", root)
-    shutil.copy(ROOT / "requirements.txt", root)
+    for name in ("requirements.txt", "requirements-train.txt"):
+        shutil.copy(ROOT / name, root)
     bin_dir = root / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "python").symlink_to(sys.executable)
     for name in ("flask", "gunicorn"):
         (bin_dir / name).write_text(STAND_IN.format(name=name.upper()))
         (bin_dir / name).chmod(0o755)
-    wanted = hashlib.sha256((root / "requirements.txt").read_bytes()).hexdigest()
+    wanted = hashlib.sha256(b"".join((root / name).read_bytes()
+                                     for name in ("requirements.txt", "requirements-train.txt"))).hexdigest()
     (root / ".venv" / ".requirements.sha256").write_text(wanted + "\n")
     (root / "models" / "boston-knn").mkdir(parents=True)
     (root / "models" / "boston-knn" / "ACTIVE").write_text("20260101T000000Z\n")

@@ -226,12 +226,13 @@ def log():
     until = _time(request.args.get("until"), "until", problems)
     limit = _bounded_int(request.args.get("limit"), 50, 1, max(PAGE_SIZES))
     offset = _bounded_int(request.args.get("offset"), 0, 0, 10**9)
-    rows, total = [], 0
+    rows, total, total_exact, next_offset = [], 0, True, None
     if not problems:
         flush_log()
-        rows, total = prediction_log.query(status=status, model_name=model, model_version=version,
-                                           client_request_id=client_id, since=since, until=until,
-                                           limit=limit, offset=offset)
+        found = prediction_log.query(status=status, model_name=model, model_version=version,
+                                     client_request_id=client_id, since=since, until=until,
+                                     limit=limit, offset=offset)
+        rows, total, total_exact, next_offset = found.rows, found.total, found.total_exact, found.next_offset
     filters = {key: request.args.get(key, "")
                for key in ("status", "model", "version", "client_request_id", "since", "until")}
     kept = {key: value for key, value in filters.items() if value}
@@ -240,10 +241,11 @@ def log():
         return url_for("console.log", **kept, limit=limit, offset=new_offset)
 
     return render_template(
-        "console/log.html", rows=[prediction_log.serialize(row) for row in rows], total=total, limit=limit,
-        offset=offset, filters=filters, problems=problems, names=registry().names(), page_sizes=PAGE_SIZES,
+        "console/log.html", rows=[prediction_log.serialize(row) for row in rows], total=total,
+        total_exact=total_exact, limit=limit, offset=offset, filters=filters, problems=problems,
+        names=registry().names(), page_sizes=PAGE_SIZES,
         newer=page(max(offset - limit, 0)) if offset else None,
-        older=page(offset + limit) if offset + len(rows) < total else None,
+        older=page(next_offset) if next_offset is not None else None,
         back=url_for("console.log", **kept, limit=limit, offset=offset),
     )
 

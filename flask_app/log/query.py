@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,9 @@ from .table import PredictionLog
 
 # Bodies read per statement when a window of logged requests is streamed.
 BODY_BATCH = 200
+# Counting every row a filter matches means reading all of them: over a log of millions, seconds.
+# The count of a page stops here; the page itself is read with LIMIT either way.
+COUNT_CAP = 10_000
 
 
 def serialize(row: PredictionLog) -> dict[str, Any]:
@@ -36,6 +40,17 @@ def serialize(row: PredictionLog) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Page:
+    """One page of log rows, newest first."""
+
+    rows: list[PredictionLog]
+    # Rows matching the filters, counted up to COUNT_CAP; total_exact is False when more match.
+    total: int
+    total_exact: bool
+    next_offset: int | None
+
+
 def query(
     *,
     status: int | None = None,
@@ -46,28 +61,31 @@ def query(
     until: dt.datetime | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[list[PredictionLog], int]:
-    """Rows newest first, with the total that matches the filters."""
+) -> Page:
+    """Rows newest first, how many match the filters (up to COUNT_CAP) and where the next page starts."""
     if any(value is not None and "\x00" in value for value in (model_name, model_version, client_request_id)):
-        return [], 0  # no stored text holds U+0000 (PostgreSQL text cannot)
-    statement = sa.select(PredictionLog)
+        return Page([], 0, True, None)  # no stored text holds U+0000 (PostgreSQL text cannot)
+    conditions = []
     if status is not None:
-        statement = statement.where(PredictionLog.status == status)
+        conditions.append(PredictionLog.status == status)
     if model_name is not None:
-        statement = statement.where(PredictionLog.model_name == model_name)
+        conditions.append(PredictionLog.model_name == model_name)
     if model_version is not None:
-        statement = statement.where(PredictionLog.model_version == model_version)
+        conditions.append(PredictionLog.model_version == model_version)
     if client_request_id is not None:
-        statement = statement.where(PredictionLog.client_request_id == client_request_id)
+        conditions.append(PredictionLog.client_request_id == client_request_id)
     if since is not None:
-        statement = statement.where(PredictionLog.received_at >= since)
+        conditions.append(PredictionLog.received_at >= since)
     if until is not None:
-        statement = statement.where(PredictionLog.received_at < until)
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(statement.subquery()))
-    rows = db.session.scalars(
-        statement.order_by(PredictionLog.received_at.desc(), PredictionLog.id.desc()).limit(limit).offset(offset)
-    ).all()
-    return list(rows), int(total or 0)
+        conditions.append(PredictionLog.received_at < until)
+    rows = list(db.session.scalars(
+        sa.select(PredictionLog).where(*conditions)
+        .order_by(PredictionLog.received_at.desc(), PredictionLog.id.desc()).limit(limit + 1).offset(offset)
+    ).all())
+    more = len(rows) > limit
+    matching = sa.select(sa.literal_column("1")).select_from(PredictionLog).where(*conditions).limit(COUNT_CAP + 1)
+    counted = int(db.session.scalar(sa.select(sa.func.count()).select_from(matching.subquery())) or 0)
+    return Page(rows[:limit], min(counted, COUNT_CAP), counted <= COUNT_CAP, offset + limit if more else None)
 
 
 def find(request_id: str) -> PredictionLog | None:

@@ -42,7 +42,8 @@ class PredictionLog(db.Model):
     __table_args__ = (
         sa.Index("ix_prediction_log_received_at", "received_at"),
         sa.Index("ix_prediction_log_status_received_at", "status", "received_at"),
-        sa.Index("ix_prediction_log_model_received_at", "model_name", "model_version", "received_at"),
+        sa.Index("ix_prediction_log_model_name_received_at", "model_name", "received_at"),
+        sa.Index("ix_prediction_log_model_version_received_at", "model_version", "received_at"),
         sa.Index("ix_prediction_log_client_request_id", "client_request_id"),
     )
 

@@ -2,11 +2,16 @@
 
 import logging
 
+import sqlalchemy as sa
 from alembic import context
 from flask import current_app
 
 config = context.config
 logger = logging.getLogger("alembic.env")
+# Several replicas (or a migration job and a replica) may start `flask db upgrade` at once: on
+# PostgreSQL the first takes this advisory lock for its transaction, the others wait for it and then
+# find nothing left to do.
+MIGRATION_LOCK_KEY = 0x736B6C6D  # any constant shared by every run
 database = current_app.extensions["migrate"].db
 config.set_main_option("sqlalchemy.url", database.engine.url.render_as_string(hide_password=False).replace("%", "%%"))
 
@@ -31,6 +36,8 @@ def run_migrations_online() -> None:
         context.configure(connection=connection, target_metadata=database.metadata,
                           **options)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             context.run_migrations()
 
 

@@ -32,13 +32,17 @@ def time_arg(name: str) -> dt.datetime | None:
 
 class PredictionList(Resource):
     def get(self):
-        """Log rows, newest first; filters status, model, model_version, client_request_id, since, until."""
+        """Log rows, newest first; filters status, model, model_version, client_request_id, since, until.
+
+        ``total`` counts the matching rows up to 10,000 (``total_exact`` says whether it stopped
+        there); ``next_offset`` is exact either way.
+        """
         require_admin()
         flush_log()
         limit = int_arg("limit", 50, 1, MAX_PAGE)
         offset = int_arg("offset", 0, 0, 10**9)
         status = int_arg("status", 0, 100, 599) if "status" in request.args else None
-        rows, total = prediction_log.query(
+        page = prediction_log.query(
             status=status,
             model_name=request.args.get("model"),
             model_version=request.args.get("model_version"),
@@ -48,13 +52,13 @@ class PredictionList(Resource):
             limit=limit,
             offset=offset,
         )
-        next_offset = offset + len(rows) if offset + len(rows) < total else None
         return json_response({
-            "items": [prediction_log.serialize(row) for row in rows],
-            "total": total,
+            "items": [prediction_log.serialize(row) for row in page.rows],
+            "total": page.total,
+            "total_exact": page.total_exact,
             "limit": limit,
             "offset": offset,
-            "next_offset": next_offset,
+            "next_offset": page.next_offset,
         })
 
 
