@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dev
 TEST_DATABASE_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_DATABASE_URL
 
-.PHONY: test lint install-dev bench faults e2e clean
+.PHONY: test lint install-dev browser bench faults e2e clean
 
 $(STAMP): requirements.txt requirements-train.txt requirements-dev.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -19,7 +19,11 @@ install-dev: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: $(STAMP) lint
+# Debian's Chromium and ChromeDriver for the browser tests (installed when missing and root is at hand).
+browser:
+	bash scripts/install_browser.sh
+
+test: $(STAMP) lint browser
 	$(PYTHON) -m pytest
 
 # Not part of CI: they take minutes and print figures rather than pass or fail.
