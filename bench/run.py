@@ -576,12 +576,12 @@ def verdict(text: str, passed: bool) -> bool:
 
 
 def print_report(results: list[Result], inproc: dict, servers: list[Server], checks: dict[str, dict],
-                 lags: dict[str, tuple], difference: float) -> bool:
+                 lags: dict[str, tuple], difference: float, workers: int) -> bool:
     by_key = {(r.scenario.name, r.server): r for r in results}
     header = (f"{'scenario':<18}{'server':<10}{'req/s':>10}{'rows/s':>12}{'p50 ms':>9}{'p99 ms':>9}"
               f"{'errors':>8}{'/base':>7}{'backlog':>9}{'drain s':>9}{'cpu srv':>9}{'wrk':>6}{'other':>7}")
     print()
-    print(f"wrk -t{WRK_THREADS}, {WORKERS} sync gunicorn workers per server; ours = default log durability, strict = "
+    print(f"wrk -t{WRK_THREADS}, {workers} sync gunicorn workers per server; ours = default log durability, strict = "
           "fsync before each answer; backlog = journal rows not yet in PostgreSQL when wrk stopped, drain = "
           "seconds until 0; cpu columns: % of one core during the run "
           f"({os.cpu_count()} cores = {100 * (os.cpu_count() or 1)}); 'other' is the rest of the machine (noise)")
@@ -694,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=50, help="in-process calls timed per size (default 50)")
     parser.add_argument("--no-floor", action="store_true", help="skip the baseline's constant-answer run")
     parser.add_argument("--no-strict", action="store_true", help="skip the strict-durability server")
+    parser.add_argument("--workers", type=int, default=WORKERS,
+                        help=f"sync gunicorn workers of every server, the same on both sides (default {WORKERS})")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, bodies, scripts)")
     parser.add_argument("--only", metavar="NAME", action="append",
                         help="run only this scenario (repeatable), e.g. --only 'single c=8'")
@@ -726,13 +728,13 @@ def main(argv: list[str] | None = None) -> int:
         inproc["repeat"] = args.repeat
 
         env = {key: value for key, value in os.environ.items() if key != "CONFIG_FILE"}
-        ours_env = dict(env, MODEL_DIR=str(model_dir), MODEL_NAME=MODEL_NAME, GUNICORN_WORKERS=str(WORKERS),
+        ours_env = dict(env, MODEL_DIR=str(model_dir), MODEL_NAME=MODEL_NAME, GUNICORN_WORKERS=str(args.workers),
                         ADMIN_TOKEN="bench-admin-token")  # noqa: S106 - a throwaway service on loopback
         port = free_port()
         say(f"starting the baseline on 127.0.0.1:{port}")
         baseline = spawn(
             "baseline",
-            [str(BIN / "gunicorn"), "-w", str(WORKERS), "-k", "sync", "-b", f"127.0.0.1:{port}",
+            [str(BIN / "gunicorn"), "-w", str(args.workers), "-k", "sync", "-b", f"127.0.0.1:{port}",
              "--chdir", str(BENCH), "baseline_app:app"],
             dict(env, BASELINE_MODEL=str(bundle_dir / "model.pkl")), BENCH, port, work,
         )
@@ -772,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         lags = {server.label: shipping_lag(server, result) for server in servers[1:] for result in results
                 if result.server == server.label and result.scenario.name == "single c=8"}
         checks = {server.label: log_check(server) for server in servers[1:]}
-        passed = print_report(results, inproc, servers, checks, lags, difference)
+        passed = print_report(results, inproc, servers, checks, lags, difference, args.workers)
         if args.keep:
             print(f"\nlogs, bodies and wrk scripts kept in {work}")
         return 0 if passed else 1

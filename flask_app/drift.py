@@ -36,14 +36,11 @@ def ood_scores(train_distances: np.ndarray, mean_distances: np.ndarray) -> np.nd
 
 
 def ks_report(
-    reference: np.ndarray, X: np.ndarray, names: list[str], alpha: float, presorted: bool = False
+    reference: np.ndarray, X: np.ndarray, names: list[str], alpha: float
 ) -> dict[str, Any]:
-    """Per-feature two-sample KS test of the rows in X against the reference rows.
-
-    ``presorted``: each column of ``reference`` is sorted already (a model sorts its reference once).
-    """
+    """Per-feature two-sample KS test of the rows in X against the reference rows."""
     per_feature_alpha = alpha / len(names)
-    statistics, p_values = ks_two_sample(reference, X, presorted)
+    statistics, p_values = ks_two_sample(reference, X)
     features = {}
     drifted = []
     for name, statistic, p_value in zip(names, statistics.tolist(), p_values.tolist(), strict=True):
@@ -62,7 +59,7 @@ def ks_report(
     }
 
 
-def ks_two_sample(reference: np.ndarray, X: np.ndarray, presorted: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def ks_two_sample(reference: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """KS statistic (exactly ``scipy.stats.ks_2samp``'s) and an asymptotic two-sided p-value per column.
 
     The statistic is exactly scipy's; the p-value is an asymptotic one (see
@@ -70,15 +67,16 @@ def ks_two_sample(reference: np.ndarray, X: np.ndarray, presorted: bool = False)
     sizes the drift report runs on (DRIFT_MIN_ROWS and up).
     """
     n, m = X.shape[0], reference.shape[0]
-    statistic = np.empty(X.shape[1])
-    samples = np.sort(X, axis=0)
-    references = reference if presorted else np.sort(reference, axis=0)
-    for col in range(X.shape[1]):
-        a, b = samples[:, col], references[:, col]
-        points = np.concatenate([a, b])
-        cdf_a = np.searchsorted(a, points, side="right") / n
-        cdf_b = np.searchsorted(b, points, side="right") / m
-        statistic[col] = np.abs(cdf_a - cdf_b).max()
+    # Both samples in one sort per column (all columns at once): walking the merged order, the two
+    # empirical CDFs are running counts; their gap is compared only after the last of equal values.
+    stacked = np.concatenate([X, reference])
+    order = np.argsort(stacked, axis=0, kind="stable")
+    values = np.take_along_axis(stacked, order, axis=0)
+    from_sample = order < n
+    gap = np.cumsum(from_sample, axis=0) / n - np.cumsum(~from_sample, axis=0) / m
+    last_of_equal = np.ones(values.shape, dtype=bool)
+    last_of_equal[:-1] = values[:-1] != values[1:]
+    statistic = np.abs(np.where(last_of_equal, gap, 0.0)).max(axis=0)
     effective_n = n * m / (n + m)
     # Stephens' approximation of the Kolmogorov distribution for finite samples: within 0.02 of
     # scipy's kstwo p-value everywhere, within 35 % of it where decisions are made (p < 0.01),
