@@ -2,16 +2,19 @@
 
 Sizing: a predict is CPU-bound (NumPy and the JSON work hold the GIL), so
 one process per core is what scales; threads would only queue behind the
-GIL. The log write waits on PostgreSQL for a fraction of a millisecond,
-which a second process per core would not repay in memory on a small
-machine. Hence GUNICORN_WORKERS = cores (2 here) with sync workers; raise
-GUNICORN_THREADS above 1 (gthread workers) only when slow clients or a slow
-database make requests wait on I/O.
+GIL. The log row is appended to a local journal before the answer (a write
+of microseconds; PostgreSQL is written in batches by one shipping thread),
+so nothing waits on the database. Hence GUNICORN_WORKERS = cores (2 here)
+with sync workers. With LOG_DURABILITY=strict each answer also waits on an
+fdatasync of its row: one worker more than cores uses that wait (measured
+with make bench; threads did worse). Slow clients are nginx's to absorb
+(see the README's Deploying section), not gunicorn's.
 
 Shutdown: on SIGTERM the master stops accepting, each worker finishes the
-request it is serving (its log row is committed or spooled before the answer
-goes out), and workers get GUNICORN_GRACEFUL_TIMEOUT seconds before they are
-killed. docker-compose's stop_grace_period is longer than that.
+request it is serving (its log row is in the journal before the answer goes
+out), then seals its journal segment and ships what is left; workers get
+GUNICORN_GRACEFUL_TIMEOUT seconds before they are killed. docker-compose's
+stop_grace_period and the Kubernetes grace period are longer than that.
 """
 
 import os
