@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -156,37 +156,34 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
     return settings
 
 
+# (what must hold, what to say when it does not); checked in this order at start-up.
+RULES: list[tuple[Callable[[Settings], bool], str]] = [
+    (lambda s: s.MAX_BATCH_ROWS >= 1, "MAX_BATCH_ROWS must be at least 1"),
+    (lambda s: s.MAX_CONTENT_LENGTH >= 1024, "MAX_CONTENT_LENGTH must be at least 1024 bytes"),
+    (lambda s: s.DRIFT_MIN_ROWS >= 2, "DRIFT_MIN_ROWS must be at least 2"),
+    (lambda s: 0 < s.DRIFT_ALPHA < 1, "DRIFT_ALPHA must be between 0 and 1"),
+    (lambda s: 0 < s.OOD_QUANTILE < 1, "OOD_QUANTILE must be between 0 and 1"),
+    (lambda s: s.LOG_SHIP_INTERVAL >= 0 and s.LOG_DB_TIMEOUT_SECONDS > 0,
+     "LOG_SHIP_INTERVAL must be at least 0 and LOG_DB_TIMEOUT_SECONDS above 0"),
+    (lambda s: s.LOG_JOURNAL_SEGMENT_BYTES >= 4096 and s.LOG_SHIP_BATCH_BYTES >= 4096,
+     "LOG_JOURNAL_SEGMENT_BYTES and LOG_SHIP_BATCH_BYTES must be at least 4096"),
+    (lambda s: s.LOG_JOURNAL_MAX_BYTES >= s.LOG_JOURNAL_SEGMENT_BYTES,
+     "LOG_JOURNAL_MAX_BYTES must be at least LOG_JOURNAL_SEGMENT_BYTES"),
+    (lambda s: s.LOG_RETENTION_DAYS >= 0, "LOG_RETENTION_DAYS must be 0 (keep forever) or more"),
+    (lambda s: s.LOG_PARTITION_MONTHS_AHEAD >= 1, "LOG_PARTITION_MONTHS_AHEAD must be at least 1"),
+    (lambda s: s.TRUSTED_PROXY_HOPS >= 0, "TRUSTED_PROXY_HOPS must be 0 or more"),
+    (lambda s: 0 < s.CONSOLE_SESSION_HOURS <= 24 * 30, "CONSOLE_SESSION_HOURS must be more than 0 and at most 720"),
+]
+CHOICES = {"DRIFT_POLICY": DRIFT_POLICIES, "LOG_DURABILITY": DURABILITY_MODES, "LOG_FORMAT": LOG_FORMATS}
+
+
 def check(settings: Settings) -> None:
-    if settings.DRIFT_POLICY not in DRIFT_POLICIES:
-        raise ConfigError(f"DRIFT_POLICY must be one of {', '.join(DRIFT_POLICIES)}, not {settings.DRIFT_POLICY!r}")
-    if settings.LOG_DURABILITY not in DURABILITY_MODES:
-        raise ConfigError(f"LOG_DURABILITY must be one of {', '.join(DURABILITY_MODES)}, "
-                          f"not {settings.LOG_DURABILITY!r}")
-    if settings.LOG_FORMAT not in LOG_FORMATS:
-        raise ConfigError(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {settings.LOG_FORMAT!r}")
-    if settings.LOG_SHIP_INTERVAL < 0 or settings.LOG_DB_TIMEOUT_SECONDS <= 0:
-        raise ConfigError("LOG_SHIP_INTERVAL must be at least 0 and LOG_DB_TIMEOUT_SECONDS above 0")
-    if settings.LOG_JOURNAL_SEGMENT_BYTES < 4096 or settings.LOG_SHIP_BATCH_BYTES < 4096:
-        raise ConfigError("LOG_JOURNAL_SEGMENT_BYTES and LOG_SHIP_BATCH_BYTES must be at least 4096")
-    if settings.LOG_JOURNAL_MAX_BYTES < settings.LOG_JOURNAL_SEGMENT_BYTES:
-        raise ConfigError("LOG_JOURNAL_MAX_BYTES must be at least LOG_JOURNAL_SEGMENT_BYTES")
-    if settings.MAX_BATCH_ROWS < 1:
-        raise ConfigError("MAX_BATCH_ROWS must be at least 1")
-    if settings.MAX_CONTENT_LENGTH < 1024:
-        raise ConfigError("MAX_CONTENT_LENGTH must be at least 1024 bytes")
-    if settings.DRIFT_MIN_ROWS < 2:
-        raise ConfigError("DRIFT_MIN_ROWS must be at least 2")
-    if not 0 < settings.DRIFT_ALPHA < 1:
-        raise ConfigError("DRIFT_ALPHA must be between 0 and 1")
-    if not 0 < settings.OOD_QUANTILE < 1:
-        raise ConfigError("OOD_QUANTILE must be between 0 and 1")
-    if settings.LOG_RETENTION_DAYS < 0:
-        raise ConfigError("LOG_RETENTION_DAYS must be 0 (keep forever) or more")
-    if settings.LOG_PARTITION_MONTHS_AHEAD < 1:
-        raise ConfigError("LOG_PARTITION_MONTHS_AHEAD must be at least 1")
-    if settings.TRUSTED_PROXY_HOPS < 0:
-        raise ConfigError("TRUSTED_PROXY_HOPS must be 0 or more")
-    if not 0 < settings.CONSOLE_SESSION_HOURS <= 24 * 30:
-        raise ConfigError("CONSOLE_SESSION_HOURS must be more than 0 and at most 720")
+    for name, allowed in CHOICES.items():
+        value = getattr(settings, name)
+        if value not in allowed:
+            raise ConfigError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    for holds, message in RULES:
+        if not holds(settings):
+            raise ConfigError(message)
     if settings.MODEL_VERIFY_KEY is not None and not settings.MODEL_VERIFY_KEY.is_file():
         raise ConfigError(f"MODEL_VERIFY_KEY {settings.MODEL_VERIFY_KEY} does not exist")

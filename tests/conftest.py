@@ -297,3 +297,13 @@ def radius_bundle(tmp_path_factory) -> Path:
     """A Boston regressor from the radius family only (served by the pipeline's own predict)."""
     store = tmp_path_factory.mktemp("radius-store")
     return train_into(store, "--families", "radius", "--name", "boston-radius", "--repeats", "2")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, signed_store, heart_bundle, pg_server, keys):
+    """A gunicorn service on PostgreSQL for the module (both models, a second Boston version): tests/live.py."""
+    from .live import live_service
+
+    with live_service(tmp_path_factory.mktemp("live"), signed_store, heart_bundle, pg_server,
+                      keys["trusted"]) as running:
+        yield running

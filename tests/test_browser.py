@@ -25,7 +25,6 @@ from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
 
 from .conftest import ADMIN_TOKEN, BOSTON_ROW
-from .live import live_service
 from .test_multi_model import HEART_ROW
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -40,13 +39,6 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 XSS_VALUE = "<script>window.__xss = 1; document.title = 'pwned'</script>"
 XSS_KEY = "<img src=x onerror=\"window.__xss = 2\">"
 N_ACCEPTED_BOSTON, N_HEART, N_V2 = 12, 3, 2
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, signed_store, heart_bundle, pg_server, keys):
-    with live_service(tmp_path_factory.mktemp("browser"), signed_store, heart_bundle, pg_server,
-                      keys["trusted"]) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,11 @@ from tritonclient.utils import InferenceServerException
 from ml_models import learn
 
 from .conftest import ADMIN, DATA_DIR
-from .live import live_service
 
 pytestmark = pytest.mark.slow
 
 BOSTON_COLUMNS = ["CRIM", "ZN", "INDUS", "CHAS", "NOX", "RM", "AGE", "DIS", "RAD", "TAX", "PTRATIO", "LSTAT"]
 HEART_FLOATS = {"oldpeak"}
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory, signed_store, heart_bundle, pg_server, keys):
-    with live_service(tmp_path_factory.mktemp("v2-client"), signed_store, heart_bundle, pg_server,
-                      keys["trusted"]) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
