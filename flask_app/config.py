@@ -124,6 +124,12 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
         raise ConfigError(f"{name}={text!r} is not a valid {getattr(kind, '__name__', kind)}") from None
 
 
+def _current_names(source: Mapping[str, Any]) -> dict[str, Any]:
+    """A source's settings with older names read as their current ones (the current name wins)."""
+    renamed = {name: source[older] for name, older in ALIASES.items() if older in source and name not in source}
+    return {**{key: value for key, value in source.items() if key not in ALIASES.values()}, **renamed}
+
+
 def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Defaults < CONFIG_FILE (YAML) < environment < overrides, checked."""
     environ = os.environ if environ is None else environ
@@ -138,15 +144,12 @@ def load_settings(overrides: Mapping[str, Any] | None = None, environ: Mapping[s
             raise ConfigError(f"CONFIG_FILE {config_file}: {exc}") from None
         if not isinstance(from_file, dict):
             raise ConfigError(f"CONFIG_FILE {config_file} is not a mapping")
-        unknown = sorted(set(from_file) - set(names))
+        unknown = sorted(set(from_file) - set(names) - set(ALIASES.values()))
         if unknown:
             raise ConfigError(f"CONFIG_FILE {config_file}: unknown keys {', '.join(unknown)}")
-        values.update(from_file)
-    values.update({key: environ[key] for key in names if key in environ})
-    values.update({key: value for key, value in overrides.items() if key in names})
-    for name, older in ALIASES.items():
-        if name not in values and (older in overrides or older in environ):
-            values[name] = overrides.get(older, environ.get(older))
+        values.update(_current_names(from_file))
+    values.update({key: value for key, value in _current_names(environ).items() if key in names})
+    values.update({key: value for key, value in _current_names(overrides).items() if key in names})
     hints = typing.get_type_hints(Settings)
     typed = {
         key: value if isinstance(value, Path) else _coerce(key, hints[key], value) for key, value in values.items()
