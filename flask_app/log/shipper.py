@@ -60,12 +60,12 @@ PRUNE_SECONDS = 3600
 @dataclass
 class _SegmentState:
     columns: list[str]
-    header_bytes: int
     offset: int
     rows: int  # rows shipped up to offset
     counted_to: int  # complete rows counted up to here
     counted_rows: int
     synced_to: int = 0
+    size: int = 0  # the segment's size when this pass looked
     oldest_at: float | None = None  # answer time of the first unshipped record
 
 
@@ -140,7 +140,7 @@ class Shipper:
             sealed = try_lock(fd)  # no writer holds it: its size is final
             size = os.fstat(fd).st_size
             try:
-                state = self._state(path.name, fd, size, sealed)
+                state = self._state(path.name, fd, size, sealed, report)
                 if state is not None and report.error is None:
                     self._ship_records(path.name, fd, size, state, report, deadline)
             except DatabaseUnavailable as exc:
@@ -148,6 +148,7 @@ class Shipper:
                 state = self._states.get(path.name)
             if state is None:
                 return
+            state.size = size
             self._count(fd, size, state)
             if sync_due and state.offset < size and state.synced_to < size:
                 os.fdatasync(fd)
@@ -195,7 +196,7 @@ class Shipper:
             report.error = str(exc)
         self._prune_at = time.monotonic() + PRUNE_SECONDS
 
-    def _state(self, name: str, fd: int, size: int, sealed: bool) -> _SegmentState | None:
+    def _state(self, name: str, fd: int, size: int, sealed: bool, report: PassReport) -> _SegmentState | None:
         state = self._states.get(name)
         if state is not None:
             return state
@@ -207,12 +208,13 @@ class Shipper:
                 log.error("prediction log: journal segment %s has no valid header; kept in %s", name, QUARANTINE_DIR)
                 self._quarantine(name, "unreadable", os.pread(fd, size, 0))
                 self.totals["torn"] += 1
+                report.set_aside["unreadable"] = report.set_aside.get("unreadable", 0) + 1
                 os.unlink(self.directory / name)
             return None
         # Shipping starts after the header; where another shipper got to already, the checkpoint row says
         # when the first batch is offered (CheckpointMoved), so nothing here needs the database.
         header_bytes = newline + 1
-        state = _SegmentState(columns, header_bytes, header_bytes, 0, counted_to=header_bytes, counted_rows=0,
+        state = _SegmentState(columns, header_bytes, 0, counted_to=header_bytes, counted_rows=0,
                               synced_to=header_bytes)
         self._states[name] = state
         return state
@@ -277,15 +279,11 @@ class Shipper:
 
     def backlog(self) -> dict[str, Any]:
         """Rows and bytes written to the journal and not yet in the database, and the oldest one's age."""
-        rows = sum(max(0, state.counted_rows - state.rows) for state in self._states.values())
-        size = 0
-        for name, state in self._states.items():
-            try:
-                size += max(0, (self.directory / name).stat().st_size - state.offset)
-            except FileNotFoundError:
-                continue
-        oldest = [state.oldest_at for state in self._states.values() if state.oldest_at is not None]
-        return {"rows": rows, "bytes": size, "segments": len(self._states),
+        states = self._states.values()
+        rows = sum(max(0, state.counted_rows - state.rows) for state in states)
+        size = sum(max(0, state.size - state.offset) for state in states)
+        oldest = [state.oldest_at for state in states if state.oldest_at is not None]
+        return {"rows": rows, "bytes": size, "segments": len(states),
                 "oldest_unshipped_at": min(oldest) if oldest else None}
 
     def close(self) -> None:
