@@ -282,11 +282,7 @@ class ModelRegistry:
         """Verify and load a version without activating it (ModelRefused when it fails)."""
         if self._slot(name) is None:
             raise NotFound(f"No model named {name!r} in the store.")
-        try:
-            bundle.version_path(self.model_dir, name, version)
-        except ValueError:
-            raise NotFound(f"No version {version!r} of {name!r}.") from None
-        if not (self.model_dir / name / version).is_dir():
+        if not self.has_version(name, version):
             raise NotFound(f"No version {version!r} of {name!r}.")
         return self._load(name, version)
 
