@@ -50,6 +50,16 @@ def encoded(row: dict) -> bytes:
     return record.encode(row, COLUMNS, JSON_COLUMNS)
 
 
+def sealed_segment(directory: Path, rows: list[dict]) -> Path:
+    """A segment holding ``rows`` whose writer has moved on (closed it)."""
+    journal = Journal(directory, COLUMNS)
+    for row in rows:
+        journal.append(encoded(row))
+    path = directory / journal.segment_name
+    journal.close()
+    return path
+
+
 def conninfo(url: str) -> str:
     return sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -81,9 +91,7 @@ def test_a_record_keeps_every_character_the_database_can_hold(tmp_path, database
     nasty = "tab\there\nnewline\rcr back\\slash \\N nul\x00 é 𝄞 \u2028"
     row = make_row(error=nasty, client_request_id="c-1", endpoint="/predict",
                    request_body=record.RawJSON.from_text('{"instances":\t[["a\\tb", "\\\\N"]]}\n'))
-    journal = Journal(tmp_path, COLUMNS)
-    journal.append(encoded(row))
-    journal.close()
+    sealed_segment(tmp_path, [row])
     shipper = shipper_for(tmp_path, database)
     assert shipper.ship_once().shipped_rows == 1
     shipper.close()
@@ -145,11 +153,8 @@ def test_many_shippers_at_once_store_each_row_once(tmp_path, database):
 
 def test_a_batch_meeting_a_stored_request_id_keeps_every_other_row(tmp_path, database):
     """Regression: with reused ids in one replay batch, ON CONFLICT skipped rows and the loop counted them."""
-    journal = Journal(tmp_path, COLUMNS)
     rows = [make_row(i) for i in range(10)]
-    for row in rows:
-        journal.append(encoded(row))
-    journal.close()
+    sealed_segment(tmp_path, rows)
     first = shipper_for(tmp_path, database)
     first.ship_once()
     # The checkpoints are lost (a restored database, say) and the segment is shipped again, with new rows.
@@ -158,11 +163,8 @@ def test_a_batch_meeting_a_stored_request_id_keeps_every_other_row(tmp_path, dat
         conn.execute(sa.text("DELETE FROM prediction_log WHERE request_id = ANY(:ids)"),
                      {"ids": [row["request_id"] for row in rows[5:]]})
     engine.dispose()
-    again = Journal(tmp_path, COLUMNS)
     extra = [make_row(20 + i) for i in range(3)]
-    for row in rows + extra:
-        again.append(encoded(row))
-    again.close()
+    sealed_segment(tmp_path, rows + extra)
     shipper = shipper_for(tmp_path, database)
     shipper.ship_once()
     assert sorted(row[0] for row in stored(database)) == sorted(row["request_id"] for row in rows + extra)
@@ -232,12 +234,8 @@ def test_over_its_cap_the_journal_refuses_rows(tmp_path):
 
 
 def test_a_torn_record_is_kept_and_reported_not_skipped(tmp_path, database):
-    journal = Journal(tmp_path, COLUMNS)
     rows = [make_row(i) for i in range(3)]
-    for row in rows:
-        journal.append(encoded(row))
-    path = tmp_path / journal.segment_name
-    journal.close()
+    path = sealed_segment(tmp_path, rows)
     torn = encoded(make_row(9))[:57]
     with open(path, "ab") as handle:
         handle.write(torn)  # what a writer that died mid-write leaves
@@ -251,12 +249,9 @@ def test_a_torn_record_is_kept_and_reported_not_skipped(tmp_path, database):
 
 
 def test_a_record_the_database_refuses_is_stored_as_text_and_the_batch_goes_on(tmp_path, database):
-    journal = Journal(tmp_path, COLUMNS)
     good = [make_row(i) for i in range(3)]
     bad = make_row(5, request_body=record.RawJSON('{"not json'))
-    for row in (good[0], bad, good[1], good[2]):
-        journal.append(encoded(row))
-    journal.close()
+    sealed_segment(tmp_path, [good[0], bad, good[1], good[2]])
     shipper = shipper_for(tmp_path, database)
     report = shipper.ship_once()
     assert report.shipped_rows == 4 and not report.set_aside
@@ -425,13 +420,8 @@ def test_received_at_and_the_request_id_come_from_one_clock_reading():
 
 def test_a_deleted_segments_checkpoint_tells_a_late_shipper_it_is_done(tmp_path, database):
     """A shipper that opened a segment before another shipped and deleted it must not offer its rows again."""
-    journal = Journal(tmp_path, COLUMNS)
-    rows = [make_row(i) for i in range(5)]
-    for row in rows:
-        journal.append(encoded(row))
-    name = journal.segment_name
-    data = (tmp_path / name).read_bytes()
-    journal.close()
+    path = sealed_segment(tmp_path, [make_row(i) for i in range(5)])
+    name, data = path.name, path.read_bytes()
     first = shipper_for(tmp_path, database)
     assert first.ship_once().deleted_segments == 1
     header_bytes = data.index(b"\n") + 1
